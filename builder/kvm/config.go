@@ -1,0 +1,433 @@
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config
+//go:generate go tool packer-sdc struct-markdown
+
+package kvm
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/packer-plugin-sdk/common"
+	"github.com/hashicorp/packer-plugin-sdk/communicator"
+	"github.com/hashicorp/packer-plugin-sdk/multistep/commonsteps"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/shutdowncommand"
+	"github.com/hashicorp/packer-plugin-sdk/template/config"
+	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
+)
+
+// Config is the configuration of the cloudimg-kvm builder. Options that the
+// stock `qemu` builder also has keep its names and meaning; the differences
+// are documented per option.
+type Config struct {
+	common.PackerConfig `mapstructure:",squash"`
+	// The source cloud image (`iso_url`, `iso_urls`, `iso_checksum`, …) is
+	// downloaded, cached and verified exactly like the stock builder's
+	// `disk_image = true` source: it is a disk image, not an installer ISO.
+	commonsteps.ISOConfig  `mapstructure:",squash"`
+	commonsteps.HTTPConfig `mapstructure:",squash"`
+	// Accepted for templates ported from the stock builder: with
+	// `cd_label = "cidata"`, the `user-data`, `meta-data`, `network-config` and
+	// `vendor-data` found in `cd_content`/`cd_files` feed the generated seed
+	// (their user-data is merged like `user_data`), and a warning names the
+	// native options to use instead. No host ISO tool is needed.
+	commonsteps.CDConfig           `mapstructure:",squash"`
+	shutdowncommand.ShutdownConfig `mapstructure:",squash"`
+	Comm                           communicator.Config `mapstructure:",squash"`
+
+	// Directory that receives the image. Default `output-<build name>`.
+	// Unlike the stock builder, an existing directory is not an error: several
+	// sources may share one directory and differ by `vm_name`; only an
+	// existing file of the same name is (removed first with `-force`).
+	OutputDir string `mapstructure:"output_directory"`
+	// File name of the image inside `output_directory`.
+	// Default `packer-<build name>`, like the stock builder.
+	VMName string `mapstructure:"vm_name"`
+	// Output format: `qcow2` (default) or `raw`.
+	Format string `mapstructure:"format"`
+	// Size of the disk, e.g. `20G` or `20480M` (a number alone is MiB). The
+	// disk is grown only when this is larger than the source image's virtual
+	// size; a smaller size is an error. Default: the source image's size
+	// (the stock builder's default is 40 GiB). cloud-init's growpart grows the
+	// root file system on boot.
+	DiskSize string `mapstructure:"disk_size"`
+	// QEMU disk interface: `virtio` (default), `virtio-scsi`, `scsi`, `ide`, `sata`.
+	DiskInterface string `mapstructure:"disk_interface"`
+	// QEMU cache mode of the build disk. Default `unsafe`: guest flushes are
+	// ignored, which is safe because a failed build's disk is thrown away
+	// and a successful one is powered off cleanly before it is converted.
+	// (The stock builder's default is `writeback`.)
+	DiskCache string `mapstructure:"disk_cache"`
+	// QEMU discard mode: `unmap` (default) or `ignore`. With `unmap`, freed
+	// blocks (the reset provisioner runs `fstrim`) shrink the output.
+	DiskDiscard string `mapstructure:"disk_discard"`
+	// Compress the output qcow2 (`qemu-img convert -c`). Smaller, slower to
+	// write and a little slower to read.
+	DiskCompression bool `mapstructure:"disk_compression"`
+	// Do not convert the build disk after the build: the output is the disk
+	// the VM ran on (an overlay with `use_backing_file`).
+	SkipCompaction bool `mapstructure:"skip_compaction"`
+	// Never resize the disk, whatever `disk_size` says.
+	SkipResizeDisk bool `mapstructure:"skip_resize_disk"`
+	// Build on a qcow2 overlay whose backing file is the cached source image
+	// instead of a full copy. Faster start; with `skip_compaction` the output
+	// keeps needing the backing file, otherwise the conversion flattens it.
+	UseBackingFile bool `mapstructure:"use_backing_file"`
+
+	// Number of virtual CPUs. Default 2.
+	CPUs int `mapstructure:"cpus"`
+	// Memory in MiB. Default 1024.
+	Memory int `mapstructure:"memory"`
+	// QEMU machine type. Default `pc`.
+	MachineType string `mapstructure:"machine_type"`
+	// `auto` (default): KVM when /dev/kvm opens read-write and the CPU shows
+	// vmx or svm, otherwise TCG (software emulation, many times slower) with a
+	// message saying so. `kvm` fails with the reason when KVM is unusable;
+	// `tcg` forces emulation; `hvf`, `whpx` and `none` are passed to QEMU.
+	Accelerator string `mapstructure:"accelerator"`
+	// QEMU binary. Default `qemu-system-x86_64`.
+	QemuBinary string `mapstructure:"qemu_binary"`
+	// qemu-img binary. Default `qemu-img`.
+	QemuImgBinary string `mapstructure:"qemu_img_binary"`
+	// Extra QEMU arguments, appended after the builder's own (each inner
+	// list is one option and its value, e.g. `["-device", "virtio-balloon"]`).
+	// Unlike the stock builder, they never replace the builder's arguments,
+	// so the seed, SSH forward, QMP socket and serial log stay in place.
+	QemuArgs [][]string `mapstructure:"qemuargs"`
+	// QEMU network device model. Default `virtio-net-pci`.
+	NetDevice string `mapstructure:"net_device"`
+	// MAC address of the build VM's NIC; the default network-config matches
+	// it. Default: a random locally administered address per build.
+	MACAddress string `mapstructure:"mac_address"`
+	// Accepted for compatibility: the builder always runs QEMU without a
+	// display (`-display none`); the serial console goes to a log file.
+	Headless bool `mapstructure:"headless"`
+	// Lowest host port for the SSH forward, bound to 127.0.0.1. Default 2222.
+	HostPortMin int `mapstructure:"host_port_min"`
+	// Highest host port for the SSH forward. Default 4444.
+	HostPortMax int `mapstructure:"host_port_max"`
+	// `bios` (default) or `uefi`.
+	Firmware string `mapstructure:"firmware"`
+	// OVMF code image for `firmware = "uefi"`. Default: the first of the
+	// usual Debian/Ubuntu/Fedora paths that exists.
+	EFIFirmwareCode string `mapstructure:"efi_firmware_code"`
+	// OVMF variables template for `firmware = "uefi"`; copied per build and
+	// delivered beside the image. Default: found like `efi_firmware_code`.
+	EFIFirmwareVars string `mapstructure:"efi_firmware_vars"`
+	// Do not add the `virtio-rng-pci` entropy device (it lets the guest's
+	// early boot get entropy without waiting).
+	DisableRNG bool `mapstructure:"disable_rng"`
+	// Keep the guest's serial console log at this path (it is always
+	// written, to a temporary file, and its tail is shown on failures).
+	SerialLogFile string `mapstructure:"serial_log_file"`
+
+	// Your own #cloud-config, merged into the generated one: lists such as
+	// `users`, `packages`, `runcmd` and `write_files` are combined (the build
+	// user stays first), maps are merged, your scalars win except
+	// `ssh_pwauth`. Only #cloud-config documents are accepted.
+	UserData string `mapstructure:"user_data"`
+	// Like `user_data`, read from a file.
+	UserDataFile string `mapstructure:"user_data_file"`
+	// A network-config (version 1 or 2) for the build VM. Default: DHCP on
+	// the NIC matched by its MAC address, which works on Debian (ENI) and
+	// Ubuntu (netplan) alike.
+	NetworkConfig string `mapstructure:"network_config"`
+	// Like `network_config`, read from a file.
+	NetworkConfigFile string `mapstructure:"network_config_file"`
+	// Optional vendor-data for the seed.
+	VendorData string `mapstructure:"vendor_data"`
+	// Extra meta-data keys for the seed.
+	MetaData map[string]string `mapstructure:"meta_data"`
+	// Host name of the build VM (meta-data `local-hostname`). Default `packer-<build name>`.
+	Hostname string `mapstructure:"hostname"`
+	// Host key types the guest generates on the build boot (cloud-init
+	// `ssh_genkeytypes`). Default `["ed25519"]`: RSA and ECDSA keys are slow
+	// to generate under emulation and the reset provisioner deletes host keys
+	// anyway, so the image's first real boot creates all of them.
+	SSHHostKeyTypes []string `mapstructure:"ssh_host_key_types"`
+
+	// Wait until cloud-init has finished before provisioning
+	// (`cloud-init status --wait`). Default true.
+	CloudInitWait config.Trilean `mapstructure:"cloud_init_wait"`
+	// How long to wait for cloud-init. Default `30m`.
+	CloudInitTimeout time.Duration `mapstructure:"cloud_init_timeout"`
+	// What a "degraded" cloud-init (exit 2, cloud-init 23.4+: recoverable
+	// errors) does to the build: `warn` (default) or `fail`.
+	CloudInitDegraded string `mapstructure:"cloud_init_degraded"`
+
+	ctx interpolate.Context
+}
+
+// Prepare decodes raws into c, fills the defaults for a cloud image and
+// returns warnings and every configuration error, each naming its field.
+func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
+	err := config.Decode(c, &config.DecodeOpts{
+		PluginType:         BuilderID,
+		Interpolate:        true,
+		InterpolateContext: &c.ctx,
+		InterpolateFilter: &interpolate.RenderFilter{
+			Exclude: []string{"qemuargs", "shutdown_command"},
+		},
+	}, raws...)
+	if err != nil {
+		return nil, err
+	}
+
+	var errs *packersdk.MultiError
+	var warnings []string
+	add := func(format string, a ...any) { errs = packersdk.MultiErrorAppend(errs, fmt.Errorf(format, a...)) }
+
+	isoWarnings, isoErrs := c.ISOConfig.Prepare(&c.ctx)
+	warnings = append(warnings, isoWarnings...)
+	errs = packersdk.MultiErrorAppend(errs, isoErrs...)
+	errs = packersdk.MultiErrorAppend(errs, c.HTTPConfig.Prepare(&c.ctx)...)
+	errs = packersdk.MultiErrorAppend(errs, c.ShutdownConfig.Prepare(&c.ctx)...)
+
+	if c.Comm.Type == "" {
+		c.Comm.Type = "ssh"
+	}
+	if c.Comm.SSHUsername == "" {
+		c.Comm.SSHUsername = "packer"
+	}
+	if c.Comm.SSHHost == "" {
+		c.Comm.SSHHost = "127.0.0.1"
+	}
+	if c.Comm.SSHTimeout == 0 && c.Comm.SSHHandshakeAttempts == 0 {
+		// Emulated guests take a minute or more to reach sshd.
+		c.Comm.SSHTimeout = 15 * time.Minute
+		c.Comm.SSHHandshakeAttempts = 100
+	}
+	if c.Comm.SSHTemporaryKeyPairType == "" {
+		c.Comm.SSHTemporaryKeyPairType = "ed25519"
+	}
+	errs = packersdk.MultiErrorAppend(errs, c.Comm.Prepare(&c.ctx)...)
+	if c.Comm.Type != "ssh" {
+		add("communicator: only \"ssh\" is supported by cloudimg-kvm, got %q", c.Comm.Type)
+	}
+	if c.Comm.SSHPassword != "" {
+		warnings = append(warnings, "ssh_password is set: cloudimg-kvm logs in with an ephemeral key and gives the build user no password; the password is ignored")
+	}
+
+	if c.OutputDir == "" {
+		c.OutputDir = "output-" + c.PackerBuildName
+	}
+	if c.VMName == "" {
+		c.VMName = "packer-" + c.PackerBuildName
+	}
+	if strings.ContainsAny(c.VMName, `/\`) {
+		add("vm_name: %q must be a file name, not a path (use output_directory for the directory)", c.VMName)
+	}
+	if c.Format == "" {
+		c.Format = "qcow2"
+	}
+	if c.Format != "qcow2" && c.Format != "raw" {
+		add("format: %q is not supported; use \"qcow2\" or \"raw\"", c.Format)
+	}
+	if c.DiskSize != "" {
+		if _, err := parseSize(c.DiskSize); err != nil {
+			add("disk_size: %v", err)
+		}
+	}
+	if c.DiskInterface == "" {
+		c.DiskInterface = "virtio"
+	}
+	if !oneOf(c.DiskInterface, "virtio", "virtio-scsi", "scsi", "ide", "sata") {
+		add("disk_interface: %q is not one of virtio, virtio-scsi, scsi, ide, sata", c.DiskInterface)
+	}
+	if c.DiskCache == "" {
+		c.DiskCache = "unsafe"
+	}
+	if !oneOf(c.DiskCache, "writethrough", "writeback", "none", "unsafe", "directsync") {
+		add("disk_cache: %q is not one of writethrough, writeback, none, unsafe, directsync", c.DiskCache)
+	}
+	if c.DiskDiscard == "" {
+		c.DiskDiscard = "unmap"
+	}
+	if !oneOf(c.DiskDiscard, "unmap", "ignore") {
+		add("disk_discard: %q is not one of unmap, ignore", c.DiskDiscard)
+	}
+	if c.SkipCompaction && c.DiskCompression {
+		warnings = append(warnings, "disk_compression is ignored because skip_compaction is set")
+	}
+	if c.SkipCompaction && c.Format == "raw" && c.UseBackingFile {
+		add("use_backing_file: needs a qcow2 output or a conversion; unset skip_compaction or use format = \"qcow2\"")
+	}
+
+	if c.CPUs == 0 {
+		c.CPUs = 2
+	}
+	if c.CPUs < 0 {
+		add("cpus: must be positive, got %d", c.CPUs)
+	}
+	if c.Memory == 0 {
+		c.Memory = 1024
+	}
+	if c.Memory < 128 {
+		add("memory: %d MiB is too little for a cloud image; use at least 512", c.Memory)
+	}
+	if c.MachineType == "" {
+		c.MachineType = "pc"
+	}
+	if c.Accelerator == "" {
+		c.Accelerator = "auto"
+	}
+	if !oneOf(c.Accelerator, "auto", "kvm", "tcg", "hvf", "whpx", "none") {
+		add("accelerator: %q is not one of auto, kvm, tcg, hvf, whpx, none", c.Accelerator)
+	}
+	if c.QemuBinary == "" {
+		c.QemuBinary = "qemu-system-x86_64"
+	}
+	if c.QemuImgBinary == "" {
+		c.QemuImgBinary = "qemu-img"
+	}
+	for i, arg := range c.QemuArgs {
+		if len(arg) == 0 {
+			add("qemuargs[%d]: empty argument list", i)
+		}
+	}
+	if c.NetDevice == "" {
+		c.NetDevice = "virtio-net-pci"
+	}
+	if c.MACAddress != "" {
+		if _, err := parseMAC(c.MACAddress); err != nil {
+			add("mac_address: %v", err)
+		}
+	}
+	if c.HostPortMin == 0 {
+		c.HostPortMin = 2222
+	}
+	if c.HostPortMax == 0 {
+		c.HostPortMax = 4444
+	}
+	if c.HostPortMin < 1 || c.HostPortMax > 65535 || c.HostPortMin > c.HostPortMax {
+		add("host_port_min/host_port_max: %d..%d is not a valid port range", c.HostPortMin, c.HostPortMax)
+	}
+	if c.Firmware == "" {
+		c.Firmware = "bios"
+	}
+	switch c.Firmware {
+	case "bios":
+	case "uefi":
+		if c.EFIFirmwareCode == "" {
+			c.EFIFirmwareCode = firstExisting(ovmfCodePaths)
+		}
+		if c.EFIFirmwareVars == "" {
+			c.EFIFirmwareVars = firstExisting(ovmfVarsPaths)
+		}
+		if c.EFIFirmwareCode == "" || c.EFIFirmwareVars == "" {
+			add("firmware: \"uefi\" needs OVMF: install it (apt-get install ovmf) or set efi_firmware_code and efi_firmware_vars")
+		}
+	default:
+		add("firmware: %q is not one of bios, uefi", c.Firmware)
+	}
+	if c.Hostname == "" {
+		c.Hostname = "packer-" + c.PackerBuildName
+	}
+
+	if c.UserData != "" && c.UserDataFile != "" {
+		add("user_data and user_data_file: set one, not both")
+	}
+	if c.UserDataFile != "" {
+		if err := readable(c.UserDataFile); err != nil {
+			add("user_data_file: %v", err)
+		}
+	}
+	if c.NetworkConfig != "" && c.NetworkConfigFile != "" {
+		add("network_config and network_config_file: set one, not both")
+	}
+	if c.NetworkConfigFile != "" {
+		if err := readable(c.NetworkConfigFile); err != nil {
+			add("network_config_file: %v", err)
+		}
+	}
+	if len(c.SSHHostKeyTypes) == 0 {
+		c.SSHHostKeyTypes = []string{"ed25519"}
+	}
+	for _, t := range c.SSHHostKeyTypes {
+		if !oneOf(t, "ed25519", "rsa", "ecdsa", "dsa") {
+			add("ssh_host_key_types: %q is not one of ed25519, rsa, ecdsa", t)
+		}
+	}
+
+	if c.CDLabel != "" || len(c.CDContent) > 0 || len(c.CDFiles) > 0 {
+		w, err := c.legacySeedCheck()
+		warnings = append(warnings, w...)
+		if err != nil {
+			errs = packersdk.MultiErrorAppend(errs, err)
+		}
+	}
+
+	if c.CloudInitTimeout == 0 {
+		c.CloudInitTimeout = 30 * time.Minute
+	}
+	if c.CloudInitDegraded == "" {
+		c.CloudInitDegraded = "warn"
+	}
+	if !oneOf(c.CloudInitDegraded, "warn", "fail") {
+		add("cloud_init_degraded: %q is not one of warn, fail", c.CloudInitDegraded)
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 5 * time.Minute
+	}
+
+	if errs != nil && len(errs.Errors) > 0 {
+		return warnings, errs
+	}
+	return warnings, nil
+}
+
+// legacySeedCheck validates the stock builder's cd_* seed options that this
+// builder accepts for compatibility.
+func (c *Config) legacySeedCheck() ([]string, error) {
+	if !strings.EqualFold(c.CDLabel, "cidata") {
+		return nil, fmt.Errorf("cd_label: %q: cloudimg-kvm makes no extra CD; cd_content/cd_files are only accepted as a cloud-init seed with cd_label = \"cidata\"", c.CDLabel)
+	}
+	if c.UserData != "" || c.UserDataFile != "" || c.NetworkConfig != "" || c.NetworkConfigFile != "" {
+		return nil, errors.New("cd_content/cd_files: a cidata seed given both by cd_* and by user_data/network_config options; keep only the native options")
+	}
+	for _, f := range c.CDFiles {
+		if err := readable(f); err != nil {
+			return nil, fmt.Errorf("cd_files: %v", err)
+		}
+	}
+	return []string{"cd_label = \"cidata\" with cd_content/cd_files: cloudimg-kvm generates the seed itself and merges these files into it; " +
+		"prefer user_data/user_data_file, network_config/network_config_file, meta_data and vendor_data, and drop any password and the cloud-init wait provisioner"}, nil
+}
+
+var (
+	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
+	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
+)
+
+func firstExisting(paths []string) string {
+	if runtime.GOOS != "linux" {
+		return ""
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+func oneOf(s string, choices ...string) bool {
+	for _, c := range choices {
+		if s == c {
+			return true
+		}
+	}
+	return false
+}
