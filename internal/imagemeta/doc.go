@@ -1,0 +1,16 @@
+// Package imagemeta is the Packer-independent logic of the
+// "cloudimg-metadata" post-processor.
+//
+// For each image file a build produced it can
+//
+//   - hash the file with several digests in a single read pass (HashFile),
+//   - recognise its format and virtual size (Inspect),
+//   - describe it, its source, its build and the VCS state of the template
+//     in a versioned, deterministic JSON document (Metadata, WriteMetadata,
+//     GitInfo),
+//   - register it in an image repository directory holding index.json and a
+//     GNU-style SHA256SUMS, safely against concurrent builds (Repo.Add).
+//
+// The package knows nothing of Packer: the plugin layer fills the structs
+// from the build and calls these functions.
+package imagemeta
