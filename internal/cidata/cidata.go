@@ -18,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"regexp"
 	"slices"
@@ -372,7 +373,11 @@ func DefaultNetworkConfig(mac string) ([]byte, error) {
 // wrapped form) or a version key, the two forms cloud-init accepts.
 func checkNetworkConfig(b []byte) error {
 	var v any
-	if err := yaml.Unmarshal(b, &v); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return syntaxError(b, err)
+	}
+	if err := doc.Decode(&v); err != nil {
 		return fmt.Errorf("invalid YAML: %s", yamlErr(err))
 	}
 	m, ok := v.(map[string]any)
@@ -395,10 +400,83 @@ func checkNetworkConfig(b []byte) error {
 	return nil
 }
 
-// yamlErr strips yaml.v3's "yaml: " prefix: "line 3: mapping values are not
-// allowed in this context".
+// yamlErr strips yaml.v3's "yaml: " prefix; the rest of its semantic errors
+// carries correct line numbers ("line 4: mapping key "a" already defined at
+// line 2").
 func yamlErr(err error) string {
 	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+var yamlLineRE = regexp.MustCompile(`^line \d+: `)
+
+// syntaxError describes a YAML syntax error in data with the line where it
+// is. yaml.v3 reports syntax errors at the line where the enclosing block
+// starts, and zero-based at that ("line 1: did not find expected key" for a
+// mistake on line 5), so the line is found here instead: it is the first
+// line after the longest prefix of whole lines that still parses.
+func syntaxError(data []byte, err error) error {
+	msg := yamlLineRE.ReplaceAllString(yamlErr(err), "")
+	if line := errorLine(data); line > 0 {
+		return fmt.Errorf("invalid YAML at line %d: %s", line, msg)
+	}
+	return fmt.Errorf("invalid YAML: %s", msg)
+}
+
+func errorLine(data []byte) int {
+	var ends []int // ends[i]: offset after line i+1
+	for i, b := range data {
+		if b == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	prefixParses := func(lines int) bool {
+		if lines == 0 {
+			return true
+		}
+		return yamlParses(data[:ends[lines-1]])
+	}
+	if prefixParses(len(ends)) {
+		return 0
+	}
+	if len(ends) > 1000 {
+		// Binary search; exact when the prefixes that parse are exactly
+		// those before the error, which is the usual case.
+		lo, hi := 0, len(ends) // prefixParses(lo), !prefixParses(hi)
+		for hi-lo > 1 {
+			mid := (lo + hi) / 2
+			if prefixParses(mid) {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		return hi
+	}
+	// From the end, so that a construct that is merely unfinished at a
+	// shorter prefix (a flow list over several lines) does not count.
+	for k := len(ends) - 1; k > 0; k-- {
+		if prefixParses(k) {
+			return k + 1
+		}
+	}
+	return 1
+}
+
+func yamlParses(b []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var n yaml.Node
+		switch err := dec.Decode(&n); err {
+		case nil:
+		case io.EOF:
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 func str(s string) *yaml.Node {

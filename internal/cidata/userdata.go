@@ -72,13 +72,13 @@ func parseCloudConfig(data []byte) (*yaml.Node, error) {
 	if err := dec.Decode(&doc); err == io.EOF {
 		return nil, nil // only comments
 	} else if err != nil {
-		return nil, fmt.Errorf("invalid YAML: %s", yamlErr(err))
+		return nil, syntaxError(data, err)
 	}
 	var more yaml.Node
 	if err := dec.Decode(&more); err == nil {
 		return nil, fmt.Errorf("line %d: a second YAML document; cloud-init reads a single document, remove the \"---\" separator", more.Line)
 	} else if err != io.EOF {
-		return nil, fmt.Errorf("invalid YAML: %s", yamlErr(err))
+		return nil, syntaxError(data, err)
 	}
 	// Decoding into Go values catches what the parser lets through:
 	// duplicate keys, aliases of themselves, excessive aliasing, invalid
