@@ -404,6 +404,10 @@ func checkNetworkConfig(b []byte) error {
 // carries correct line numbers ("line 4: mapping key "a" already defined at
 // line 2").
 func yamlErr(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return strings.Join(te.Errors, "; ")
+	}
 	return strings.TrimPrefix(err.Error(), "yaml: ")
 }
 

@@ -323,6 +323,7 @@ func TestUserDataErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; user-data:\n%s", s.UserData)
 			}
+			t.Log(err)
 			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q lacks %q", err, want)
