@@ -124,7 +124,7 @@ func TestInspectMalformed(t *testing.T) {
 func TestInspectLongHeader(t *testing.T) {
 	b := make([]byte, 16384)
 	copy(b, v3Header(t))
-	binary.BigEndian.PutUint32(b[20:], 16)   // 64 KiB clusters
+	binary.BigEndian.PutUint32(b[20:], 16)    // 64 KiB clusters
 	binary.BigEndian.PutUint32(b[100:], 8192) // header beyond 4 KiB
 	format, vsize, err := InspectReader(bytes.NewReader(b), int64(len(b)))
 	if err != nil || format != FormatQCOW2 || vsize != 10<<30 {
