@@ -1,6 +1,7 @@
 package accounts
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,6 +71,33 @@ func checkPlan(t testing.TB, in Files, user string, p *Plan) {
 		t.Errorf("Changed = %v, want %v", p.Changed, changed)
 	}
 	checkSudoers(t, in.Sudoers, user, p)
+	checkIdempotent(t, in, p)
+}
+
+// checkIdempotent runs RemoveUser again on the planned contents: it must
+// find nothing left to do.
+func checkIdempotent(t testing.TB, in Files, p *Plan) {
+	t.Helper()
+	again := Files{Passwd: p.Passwd, Shadow: p.Shadow, Group: p.Group, Gshadow: p.Gshadow,
+		Subuid: p.Subuid, Subgid: p.Subgid, LoginDefs: in.LoginDefs}
+	for name, b := range in.Sudoers {
+		if nb, ok := p.SudoersWrite[name]; ok {
+			b = nb
+		}
+		if !slices.Contains(p.SudoersRemove, name) {
+			if again.Sudoers == nil {
+				again.Sudoers = map[string][]byte{}
+			}
+			again.Sudoers[name] = b
+		}
+	}
+	p2, err := RemoveUser(again, p.User)
+	if err != nil {
+		t.Fatalf("second RemoveUser: %v", err)
+	}
+	if p2.Present || len(p2.Changed) > 0 || len(p2.SudoersWrite) > 0 || len(p2.SudoersRemove) > 0 {
+		t.Fatalf("second RemoveUser still changes %v, sudoers write %q remove %v", p2.Changed, p2.SudoersWrite, p2.SudoersRemove)
+	}
 }
 
 func sharedUID(passwd []byte, user, uid string) bool {
