@@ -1,0 +1,879 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// netShape is how a VM booted by bootVM gets its network.
+type netShape int
+
+const (
+	// netAuto alternates between netMatchMAC and netNone from one boot to
+	// the next, so that both shapes get exercised across the suite.
+	netAuto netShape = iota
+	// netMatchMAC writes a version 1 network-config: DHCP on the NIC whose
+	// MAC address is the VM's.
+	netMatchMAC
+	// netNone writes no network-config: cloud-init's fallback (DHCP on the
+	// first NIC) applies.
+	netNone
+)
+
+func (n netShape) String() string {
+	switch n {
+	case netMatchMAC:
+		return "network-config matching the MAC"
+	case netNone:
+		return "no network-config"
+	}
+	return "auto"
+}
+
+// vmOptions configures bootVM. The zero value is a good default: a user
+// "tester" with passwordless sudo and a fresh ed25519 key, and a fresh
+// instance-id, hostname and MAC address.
+type vmOptions struct {
+	User       string   // login user created by the seed; default "tester"
+	Hostname   string   // meta-data local-hostname; default "e2e-<random>"
+	InstanceID string   // meta-data instance-id; default "iid-e2e-<random>"
+	MAC        string   // NIC MAC address; default 52:54:00:<random>
+	Network    netShape // default netAuto
+	// ExtraUserData is appended to the seed's #cloud-config (top-level keys
+	// other than users and ssh_pwauth).
+	ExtraUserData string
+	CPUs          int  // default 2
+	MemoryMiB     int  // default 1024
+	NoWaitSSH     bool // return as soon as QEMU runs, without waiting for SSH
+}
+
+// vm is a QEMU guest booted by bootVM from an image, through a qcow2
+// overlay, with a NoCloud seed of its own (no plugin involved).
+type vm struct {
+	t          testing.TB
+	Dir        string // kept after the run: seed files, logs, key
+	SerialLog  string // the guest's serial console
+	QemuLog    string // QEMU's own stdout/stderr
+	Overlay    string // qcow2 overlay the guest writes to (removed when the test passed)
+	KeyPath    string // the user's private key (OpenSSH format), for ssh/ansible
+	User       string
+	Hostname   string
+	InstanceID string
+	MAC        string
+	Network    netShape
+	SSHPort    int
+	Accel      string
+
+	signer  ssh.Signer
+	qmpDir  string
+	qmpSock string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	exitErr error
+
+	mu       sync.Mutex
+	client   *ssh.Client
+	hostKeys []ssh.PublicKey // the host keys presented, each change appended
+	stopOnce sync.Once
+	stopErr  error
+}
+
+var netShapeCounter atomic.Int64
+
+// bootVM boots img (a qcow2, never written to) under QEMU through an overlay
+// in a new directory of the test, with a new NoCloud seed ISO, and (unless
+// opts.NoWaitSSH) waits until the user can log in by SSH. The VM is stopped
+// when the test ends, whether it passes, fails or panics.
+func bootVM(t testing.TB, img string, opts vmOptions) *vm {
+	t.Helper()
+	img, err := filepath.Abs(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(img); err != nil {
+		t.Fatalf("bootVM: %v", err)
+	}
+	if opts.User == "" {
+		opts.User = "tester"
+	}
+	suffix := randHex(3)
+	if opts.Hostname == "" {
+		opts.Hostname = "e2e-" + suffix
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = "iid-e2e-" + suffix + randHex(3)
+	}
+	if opts.MAC == "" {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		opts.MAC = fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+	}
+	if opts.Network == netAuto {
+		if netShapeCounter.Add(1)%2 == 1 {
+			opts.Network = netMatchMAC
+		} else {
+			opts.Network = netNone
+		}
+	}
+	if opts.CPUs == 0 {
+		opts.CPUs = 2
+	}
+	if opts.MemoryMiB == 0 {
+		opts.MemoryMiB = 1024
+	}
+
+	dir := testDir(t)
+	v := &vm{
+		t: t, Dir: dir,
+		SerialLog:  filepath.Join(dir, "serial.log"),
+		QemuLog:    filepath.Join(dir, "qemu.log"),
+		Overlay:    filepath.Join(dir, "overlay.qcow2"),
+		KeyPath:    filepath.Join(dir, "id_ed25519"),
+		User:       opts.User,
+		Hostname:   opts.Hostname,
+		InstanceID: opts.InstanceID,
+		MAC:        opts.MAC,
+		Network:    opts.Network,
+		Accel:      accelerator(),
+		exited:     make(chan struct{}),
+	}
+
+	if out, err := runLogged(dir, nil, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", "qcow2", v.Overlay); err != nil {
+		t.Fatalf("qemu-img create overlay: %v\n%s", err, out)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.signer, err = ssh.NewSignerFromKey(priv); err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	authorized := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sshPub)))
+	pemBlock, err := ssh.MarshalPrivateKey(priv, "e2e "+opts.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, v.KeyPath, pem.EncodeToMemory(pemBlock), 0o600)
+	writeFile(t, v.KeyPath+".pub", []byte(authorized+" e2e\n"), 0o644)
+
+	seed := v.writeSeed(opts, authorized)
+
+	v.qmpDir, err = os.MkdirTemp("", "e2e-qmp-") // unix socket paths are short
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.qmpSock = filepath.Join(v.qmpDir, "qmp.sock")
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			if s := tailFile(v.SerialLog, 60); s != "" {
+				t.Logf("test failed; last 60 lines of %s:\n%s", v.SerialLog, s)
+			}
+		}
+		if err := v.Stop(); err != nil {
+			t.Logf("stopping the VM: %v", err)
+		}
+		os.RemoveAll(v.qmpDir)
+		if !t.Failed() {
+			os.Remove(v.Overlay)
+		}
+	})
+
+	v.start(opts, seed)
+	t.Logf("VM booting %s (overlay), accel %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
+		img, v.Accel, v.User, v.SSHPort,
+		v.Hostname, v.InstanceID, v.MAC, v.Network, dir)
+	if !opts.NoWaitSSH {
+		v.WaitSSH()
+	}
+	return v
+}
+
+func writeFile(t testing.TB, path string, b []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, b, mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// writeSeed writes user-data, meta-data and (maybe) network-config and makes
+// the cidata ISO from them with genisoimage; it returns the ISO's path.
+func (v *vm) writeSeed(opts vmOptions, authorizedKey string) string {
+	t := v.t
+	t.Helper()
+	seedDir := filepath.Join(v.Dir, "seed")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	userData := fmt.Sprintf(`#cloud-config
+users:
+  - name: %s
+    shell: /bin/bash
+    sudo: "ALL=(ALL) NOPASSWD:ALL"
+    lock_passwd: true
+    ssh_authorized_keys:
+      - %s
+ssh_pwauth: false
+`, opts.User, authorizedKey)
+	if opts.ExtraUserData != "" {
+		userData += strings.TrimSpace(opts.ExtraUserData) + "\n"
+	}
+	metaData := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", opts.InstanceID, opts.Hostname)
+	files := []string{"user-data", "meta-data"}
+	writeFile(t, filepath.Join(seedDir, "user-data"), []byte(userData), 0o644)
+	writeFile(t, filepath.Join(seedDir, "meta-data"), []byte(metaData), 0o644)
+	if opts.Network == netMatchMAC {
+		// Quoted: an unquoted MAC can read as a sexagesimal number in YAML 1.1.
+		netCfg := fmt.Sprintf(`version: 1
+config:
+  - type: physical
+    name: eth0
+    mac_address: "%s"
+    subnets:
+      - type: dhcp
+`, strings.ToLower(opts.MAC))
+		writeFile(t, filepath.Join(seedDir, "network-config"), []byte(netCfg), 0o644)
+		files = append(files, "network-config")
+	}
+	iso := filepath.Join(v.Dir, "seed.iso")
+	args := append([]string{"-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock"}, files...)
+	if out, err := runLogged(seedDir, nil, "genisoimage", args...); err != nil {
+		t.Fatalf("genisoimage: %v\n%s", err, out)
+	}
+	return iso
+}
+
+var accel struct {
+	once sync.Once
+	name string
+}
+
+// accelerator is "kvm" when /dev/kvm opens read-write and the CPU shows
+// vmx or svm, else "tcg" (a /dev/kvm without them never boots a guest).
+func accelerator() string {
+	accel.once.Do(func() {
+		accel.name = "tcg"
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			return
+		}
+		f.Close()
+		b, err := os.ReadFile("/proc/cpuinfo")
+		if err == nil && regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`).Match(b) {
+			accel.name = "kvm"
+		}
+	})
+	return accel.name
+}
+
+// qemuOpt escapes a value for a QEMU -option key=value list.
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// start runs QEMU, retrying with another port when the SSH forward cannot
+// bind, and returns once QEMU answers on QMP (all devices exist then).
+func (v *vm) start(opts vmOptions, seed string) {
+	t := v.t
+	t.Helper()
+	var lastLog string
+	for attempt := 1; attempt <= 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{
+			"-machine", "pc", "-accel", v.Accel, "-cpu", "max",
+			"-smp", strconv.Itoa(opts.CPUs), "-m", strconv.Itoa(opts.MemoryMiB),
+			"-display", "none",
+			"-serial", "file:" + v.SerialLog,
+			"-device", "virtio-rng-pci",
+			"-drive", "file=" + qemuOpt(v.Overlay) + ",if=virtio,cache=unsafe,discard=unmap",
+			"-drive", "file=" + qemuOpt(seed) + ",media=cdrom,readonly=on",
+			"-nic", fmt.Sprintf("user,model=virtio-net-pci,mac=%s,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", v.MAC, port),
+			"-pidfile", filepath.Join(v.Dir, "qemu.pid"),
+			"-qmp", "unix:" + qemuOpt(v.qmpSock) + ",server=on,wait=off",
+		}
+		logf, err := os.Create(v.QemuLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("qemu-system-x86_64", args...)
+		cmd.Dir = v.Dir
+		cmd.Stdout = logf
+		cmd.Stderr = logf
+		// If the test binary dies (e.g. go test's timeout panic), so does QEMU.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		writeFile(t, filepath.Join(v.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{"qemu-system-x86_64"}, args...))+"\n"), 0o644)
+		if err := cmd.Start(); err != nil {
+			logf.Close()
+			t.Fatalf("starting QEMU: %v", err)
+		}
+		exited := make(chan struct{})
+		var exitErr error
+		go func() {
+			exitErr = cmd.Wait()
+			logf.Close()
+			close(exited)
+		}()
+		if err := waitQMP(v.qmpSock, exited, time.Minute); err == nil {
+			v.cmd, v.SSHPort = cmd, port
+			registerVM(cmd)
+			go func() {
+				<-exited
+				v.exitErr = exitErr
+				unregisterVM(cmd)
+				close(v.exited)
+			}()
+			return
+		} else {
+			select {
+			case <-exited:
+			default:
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+			b, _ := os.ReadFile(v.QemuLog)
+			lastLog = string(b)
+			if bytes.Contains(b, []byte("host forwarding")) || bytes.Contains(b, []byte("hostfwd")) {
+				t.Logf("QEMU could not forward port %d (attempt %d), trying another: %s", port, attempt, strings.TrimSpace(lastLog))
+				continue
+			}
+			t.Fatalf("QEMU did not start: %v (exit: %v)\n%s", err, exitErr, lastLog)
+		}
+	}
+	t.Fatalf("QEMU could not bind a port for the SSH forward after 5 attempts:\n%s", lastLog)
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$`;&|<>()*?[]{}!#~") {
+			q[i] = a
+		} else {
+			q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+// live QEMU processes, killed by TestMain if a test left one behind.
+var liveVMs struct {
+	sync.Mutex
+	m map[*exec.Cmd]bool
+}
+
+func registerVM(c *exec.Cmd) {
+	liveVMs.Lock()
+	defer liveVMs.Unlock()
+	if liveVMs.m == nil {
+		liveVMs.m = map[*exec.Cmd]bool{}
+	}
+	liveVMs.m[c] = true
+}
+
+func unregisterVM(c *exec.Cmd) {
+	liveVMs.Lock()
+	defer liveVMs.Unlock()
+	delete(liveVMs.m, c)
+}
+
+func killAllVMs() int {
+	liveVMs.Lock()
+	defer liveVMs.Unlock()
+	n := 0
+	for c := range liveVMs.m {
+		if c.Process.Kill() == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// ---------------------------------------------------------------- QMP --
+
+// qmp runs one QMP command on a fresh connection and returns its "return".
+func qmp(sock, command string, args any, timeout time.Duration) (json.RawMessage, error) {
+	conn, err := net.DialTimeout("unix", sock, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(timeout))
+	r := bufio.NewReader(conn)
+	var greeting struct {
+		QMP json.RawMessage `json:"QMP"`
+	}
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("QMP greeting: %w", err)
+	}
+	if err := json.Unmarshal(line, &greeting); err != nil || greeting.QMP == nil {
+		return nil, fmt.Errorf("QMP greeting: unexpected %q", line)
+	}
+	call := func(cmd string, args any) (json.RawMessage, error) {
+		req := map[string]any{"execute": cmd}
+		if args != nil {
+			req["arguments"] = args
+		}
+		b, _ := json.Marshal(req)
+		if _, err := conn.Write(append(b, '\n')); err != nil {
+			return nil, err
+		}
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return nil, fmt.Errorf("QMP %s: %w", cmd, err)
+			}
+			var resp struct {
+				Return json.RawMessage `json:"return"`
+				Error  *struct {
+					Class string `json:"class"`
+					Desc  string `json:"desc"`
+				} `json:"error"`
+				Event string `json:"event"`
+			}
+			if err := json.Unmarshal(line, &resp); err != nil {
+				return nil, fmt.Errorf("QMP %s: %w in %q", cmd, err, line)
+			}
+			if resp.Event != "" {
+				continue
+			}
+			if resp.Error != nil {
+				return nil, fmt.Errorf("QMP %s: %s: %s", cmd, resp.Error.Class, resp.Error.Desc)
+			}
+			return resp.Return, nil
+		}
+	}
+	if _, err := call("qmp_capabilities", nil); err != nil {
+		return nil, err
+	}
+	return call(command, args)
+}
+
+// waitQMP waits until QEMU answers on its QMP socket, which it does only
+// after creating every device and backend (so after binding the forward).
+func waitQMP(sock string, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := qmp(sock, "query-status", nil, 5*time.Second)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("QEMU exited")
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no QMP answer within %s: %v", timeout, err)
+		}
+	}
+}
+
+// ------------------------------------------------------------ lifecycle --
+
+// Exited is closed when QEMU has exited.
+func (v *vm) Exited() <-chan struct{} { return v.exited }
+
+// Stop powers the guest off by ACPI (QMP system_powerdown) and waits for
+// QEMU to exit, killing it after 60 s. It is idempotent and registered
+// with t.Cleanup by bootVM. The error says whether a kill was needed.
+func (v *vm) Stop() error {
+	v.stopOnce.Do(func() {
+		v.mu.Lock()
+		if v.client != nil {
+			v.client.Close()
+			v.client = nil
+		}
+		v.mu.Unlock()
+		if v.cmd == nil {
+			return
+		}
+		select {
+		case <-v.exited:
+			return
+		default:
+		}
+		start := time.Now()
+		if _, err := qmp(v.qmpSock, "system_powerdown", nil, 10*time.Second); err != nil {
+			v.t.Logf("QMP system_powerdown: %v", err)
+		}
+		select {
+		case <-v.exited:
+			v.t.Logf("VM powered off in %s", time.Since(start).Round(100*time.Millisecond))
+		case <-time.After(60 * time.Second):
+			_ = v.cmd.Process.Kill()
+			<-v.exited
+			v.stopErr = errors.New("the guest did not power off within 60 s of system_powerdown; QEMU was killed")
+		}
+	})
+	return v.stopErr
+}
+
+// ------------------------------------------------------------------ SSH --
+
+const (
+	sshBootDeadline = 10 * time.Minute
+	sshPoll         = 250 * time.Millisecond
+)
+
+// HostKey is the host key the guest's sshd presented on the last handshake
+// (nil before the first).
+func (v *vm) HostKey() ssh.PublicKey {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.hostKeys) == 0 {
+		return nil
+	}
+	return v.hostKeys[len(v.hostKeys)-1]
+}
+
+// HostKeys lists the host keys presented during this VM's life, in order
+// (a key is listed again only when it comes back after another one).
+func (v *vm) HostKeys() []ssh.PublicKey {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return append([]ssh.PublicKey(nil), v.hostKeys...)
+}
+
+func (v *vm) recordHostKey(_ string, _ net.Addr, key ssh.PublicKey) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := len(v.hostKeys)
+	if n > 0 && bytes.Equal(v.hostKeys[n-1].Marshal(), key.Marshal()) {
+		return nil
+	}
+	if n > 0 {
+		v.t.Logf("the guest presents another host key: %s (was %s)", ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(v.hostKeys[n-1]))
+	}
+	v.hostKeys = append(v.hostKeys, key)
+	return nil
+}
+
+// WaitSSH waits (10 min at most, polling every 250 ms) until an SSH
+// handshake and login as the user succeed. The TCP connect alone proves
+// nothing: QEMU's user network accepts it before sshd listens.
+func (v *vm) WaitSSH() {
+	v.t.Helper()
+	start := time.Now()
+	if _, err := v.connected(sshBootDeadline); err != nil {
+		v.t.Fatalf("SSH: %v", err)
+	}
+	v.t.Logf("SSH login as %s after %s (host key %s %s)", v.User, time.Since(start).Round(100*time.Millisecond), v.HostKey().Type(), ssh.FingerprintSHA256(v.HostKey()))
+}
+
+// connected returns the current SSH client, dialling (with retries until
+// wait has passed) if there is none.
+func (v *vm) connected(wait time.Duration) (*ssh.Client, error) {
+	v.mu.Lock()
+	c := v.client
+	v.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := v.dial(time.Now().Add(wait))
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.client = c
+	v.mu.Unlock()
+	go v.keepalive(c)
+	return c, nil
+}
+
+// dropClient forgets c (if it is still the current client) and closes it.
+func (v *vm) dropClient(c *ssh.Client) {
+	v.mu.Lock()
+	if v.client == c {
+		v.client = nil
+	}
+	v.mu.Unlock()
+	c.Close()
+}
+
+func (v *vm) dial(deadline time.Time) (*ssh.Client, error) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(v.SSHPort))
+	cfg := &ssh.ClientConfig{
+		User:            v.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(v.signer)},
+		HostKeyCallback: v.recordHostKey,
+		HostKeyAlgorithms: []string{
+			ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
+			ssh.KeyAlgoRSASHA512, ssh.KeyAlgoRSASHA256,
+		},
+	}
+	var lastErr error
+	attempts := 0
+	for {
+		select {
+		case <-v.exited:
+			return nil, fmt.Errorf("QEMU exited (%v) while waiting for SSH; last error: %v\nlast lines of %s:\n%s",
+				v.exitErr, lastErr, v.SerialLog, tailFile(v.SerialLog, 40))
+		default:
+		}
+		attempts++
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err == nil {
+			// The handshake covers the banner, key exchange and login; a
+			// guest that accepts but never answers is given up on after 30 s.
+			_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+			var cc ssh.Conn
+			var chans <-chan ssh.NewChannel
+			var reqs <-chan *ssh.Request
+			cc, chans, reqs, err = ssh.NewClientConn(conn, addr, cfg)
+			if err == nil {
+				_ = conn.SetDeadline(time.Time{})
+				return ssh.NewClient(cc, chans, reqs), nil
+			}
+			conn.Close()
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("no SSH login as %s on %s after %d attempts; last error: %v", v.User, addr, attempts, lastErr)
+		}
+		select {
+		case <-v.exited:
+		case <-time.After(sshPoll):
+		}
+	}
+}
+
+// keepalive closes c when the guest stops answering, so that a command on a
+// connection the guest dropped (reboot, network restart) fails instead of
+// hanging.
+func (v *vm) keepalive(c *ssh.Client) {
+	for {
+		time.Sleep(15 * time.Second)
+		res := make(chan error, 1)
+		go func() {
+			_, _, err := c.SendRequest("keepalive@openssh.com", true, nil)
+			res <- err
+		}()
+		select {
+		case err := <-res:
+			if err != nil {
+				return // closed
+			}
+		case <-time.After(30 * time.Second):
+			v.dropClient(c)
+			return
+		}
+	}
+}
+
+// errDropped marks a command whose connection broke before its exit status came.
+var errDropped = errors.New("SSH connection dropped")
+
+// runOnce runs cmd on a session of the current connection.
+func (v *vm) runOnce(cmd string, timeout time.Duration) (stdout, stderr string, exit int, err error) {
+	c, err := v.connected(5 * time.Minute)
+	if err != nil {
+		return "", "", -1, err
+	}
+	sess, err := c.NewSession()
+	if err != nil {
+		// Nothing ran: the connection is dead. Drop it so the next try redials.
+		v.dropClient(c)
+		return "", "", -1, fmt.Errorf("%w: opening a session: %v", errDropped, err)
+	}
+	defer sess.Close()
+	var o, e bytes.Buffer
+	sess.Stdout, sess.Stderr = &o, &e
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(cmd) }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+	case <-timer.C:
+		v.dropClient(c)
+		<-done
+		return o.String(), e.String(), -1, fmt.Errorf("command %q timed out after %s", cmd, timeout)
+	}
+	var ee *ssh.ExitError
+	switch {
+	case err == nil:
+		return o.String(), e.String(), 0, nil
+	case errors.As(err, &ee):
+		return o.String(), e.String(), ee.ExitStatus(), nil
+	default: // io.EOF, *ssh.ExitMissingError, a closed connection…
+		v.dropClient(c)
+		return o.String(), e.String(), -1, fmt.Errorf("%w while running %q: %v", errDropped, cmd, err)
+	}
+}
+
+// defaultCmdTimeout bounds one command run by Run and its variants.
+const defaultCmdTimeout = 20 * time.Minute
+
+// runFull runs cmd as the user (a login shell is not used). When the
+// connection is found dead before the command starts, it reconnects and tries
+// again; when it breaks while the command runs, it does so only if idempotent.
+func (v *vm) runFull(cmd string, idempotent bool, timeout time.Duration) (stdout, stderr string, exit int, err error) {
+	for attempt := 1; ; attempt++ {
+		stdout, stderr, exit, err = v.runOnce(cmd, timeout)
+		if err == nil || !errors.Is(err, errDropped) || attempt >= 5 {
+			return
+		}
+		if !idempotent && !strings.Contains(err.Error(), "opening a session") {
+			return
+		}
+		v.t.Logf("%v; reconnecting (attempt %d)", err, attempt+1)
+	}
+}
+
+// Run runs cmd in the guest as the user and returns its stdout and exit
+// status; err is set when no exit status could be had (SSH failure).
+// Nothing is retried once the command may have started.
+func (v *vm) Run(cmd string) (stdout string, exit int, err error) {
+	stdout, _, exit, err = v.runFull(cmd, false, defaultCmdTimeout)
+	return
+}
+
+// RunIdempotent is Run for read-only (or otherwise repeatable) commands: if
+// the connection drops while it runs (cloud-init restarts sshd early in the
+// boot), it reconnects and runs it again.
+func (v *vm) RunIdempotent(cmd string) (stdout string, exit int, err error) {
+	stdout, _, exit, err = v.runFull(cmd, true, defaultCmdTimeout)
+	return
+}
+
+// MustRun runs cmd (retrying only if it is idempotent) and fails the test
+// unless it exits 0; it returns stdout.
+func (v *vm) mustRun(cmd string, idempotent bool) string {
+	v.t.Helper()
+	stdout, stderr, exit, err := v.runFull(cmd, idempotent, defaultCmdTimeout)
+	if err != nil {
+		v.t.Fatalf("guest %s: %q: %v", v.Hostname, cmd, err)
+	}
+	if exit != 0 {
+		v.t.Fatalf("guest %s: %q exited %d\nstdout:\n%s\nstderr:\n%s", v.Hostname, cmd, exit, stdout, stderr)
+	}
+	return stdout
+}
+
+// MustRun runs cmd once and fails the test unless it exits 0; it returns stdout.
+func (v *vm) MustRun(cmd string) string {
+	v.t.Helper()
+	return v.mustRun(cmd, false)
+}
+
+// MustRead runs a read-only cmd (retried across dropped connections) and
+// fails the test unless it exits 0; it returns stdout.
+func (v *vm) MustRead(cmd string) string {
+	v.t.Helper()
+	return v.mustRun(cmd, true)
+}
+
+// WaitCloudInit waits for `cloud-init status --wait` to exit 0. Otherwise it
+// logs `cloud-init status --long` and the tail of cloud-init-output.log and
+// fails the test.
+func (v *vm) WaitCloudInit() {
+	v.t.Helper()
+	start := time.Now()
+	stdout, stderr, exit, err := v.runFull("cloud-init status --wait", true, 30*time.Minute)
+	if err == nil && exit == 0 {
+		v.t.Logf("cloud-init done after %s more: %s", time.Since(start).Round(100*time.Millisecond), lastLine(stdout))
+		return
+	}
+	long, _, _, _ := v.runFull("cloud-init status --long", true, time.Minute)
+	logTail, _, _, _ := v.runFull("sudo tail -n 60 /var/log/cloud-init-output.log", true, time.Minute)
+	v.t.Fatalf("cloud-init status --wait: exit %d, err %v\n%s%s\n----- cloud-init status --long -----\n%s\n----- tail of /var/log/cloud-init-output.log -----\n%s",
+		exit, err, stdout, stderr, long, logTail)
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// BootID is the guest's /proc/sys/kernel/random/boot_id.
+func (v *vm) BootID() string {
+	v.t.Helper()
+	return strings.TrimSpace(v.MustRead("cat /proc/sys/kernel/random/boot_id"))
+}
+
+// Reboot reboots the guest from inside and waits until the user can log in
+// to the new boot (a different boot_id).
+func (v *vm) Reboot() {
+	v.t.Helper()
+	before := v.BootID()
+	start := time.Now()
+	// The connection may or may not be cut before the exit status comes back.
+	if _, _, _, err := v.runFull("sudo systemctl reboot", false, time.Minute); err != nil && !errors.Is(err, errDropped) {
+		v.t.Fatalf("reboot: %v", err)
+	}
+	v.mu.Lock()
+	c := v.client
+	v.mu.Unlock()
+	if c != nil {
+		v.dropClient(c)
+	}
+	deadline := time.Now().Add(sshBootDeadline)
+	for {
+		// A login can still reach the old boot while it shuts down.
+		_, err := v.connected(time.Until(deadline))
+		if err != nil {
+			v.t.Fatalf("SSH after reboot: %v", err)
+		}
+		out, exit, err := v.RunIdempotent("cat /proc/sys/kernel/random/boot_id")
+		if err == nil && exit == 0 && strings.TrimSpace(out) != before {
+			break
+		}
+		if time.Now().After(deadline) {
+			v.t.Fatalf("the guest did not come back from the reboot within %s", sshBootDeadline)
+		}
+		v.mu.Lock()
+		c := v.client
+		v.mu.Unlock()
+		if c != nil {
+			v.dropClient(c)
+		}
+		time.Sleep(sshPoll)
+	}
+	v.t.Logf("rebooted in %s", time.Since(start).Round(100*time.Millisecond))
+}
