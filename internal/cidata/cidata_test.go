@@ -190,7 +190,7 @@ func TestUserDataMerged(t *testing.T) {
 	}
 	// Scalars keep their text, so cloud-init's YAML 1.1 reads them as the
 	// user wrote them.
-	for _, want := range []string{"permissions: 0755", "permissions: '0644'", "package_upgrade: yes", "echo \"hello, $1\""} {
+	for _, want := range []string{"permissions: '0755'", "permissions: '0644'", "package_upgrade: yes", "echo \"hello, $1\""} {
 		if !bytes.Contains(s.UserData, []byte(want)) {
 			t.Errorf("user-data lacks %q:\n%s", want, s.UserData)
 		}
@@ -249,6 +249,7 @@ func TestUserDataEdgeCases(t *testing.T) {
 		{name: "users comma string", in: "#cloud-config\nusers: default, alice\n", contains: []string{"  - default\n  - alice\n"}, warn: "default"},
 		{name: "users plain names", in: "#cloud-config\nusers: [alice, bob]\n", contains: []string{"  - alice\n  - bob\n"}},
 		{name: "top-level ssh keys kept", in: "#cloud-config\nssh_authorized_keys: [k1]\n", contains: []string{"ssh_genkeytypes:\n  - ed25519\nssh_authorized_keys: [k1]\n"}},
+		{name: "octal stays plain", in: "#cloud-config\nwrite_files:\n  - {path: /x, permissions: 0755}\n", contains: []string{"permissions: 0755}"}},
 		{name: "yes stays plain", in: "#cloud-config\nmanage_etc_hosts: yes\n", contains: []string{"manage_etc_hosts: yes\n"}},
 		{name: "mac stays quoted", in: "#cloud-config\nx: \"52:54:00:12:34:56\"\n", contains: []string{"x: \"52:54:00:12:34:56\"\n"}},
 		{name: "user wins scalars", in: "#cloud-config\nhostname: web\nhostname_x: 1\n", contains: []string{"hostname: web\n"}},
