@@ -1,5 +1,14 @@
 package accounts
 
+// Run a fuzzer with an anchored name (FuzzRemoveUser is a prefix of
+// FuzzRemoveUserSudoers):
+//
+//	go test -run=NONE -fuzz='^FuzzRemoveUser$' -fuzztime=60s ./internal/accounts/
+//	go test -run=NONE -fuzz='^FuzzRemoveUserSudoers$' -fuzztime=60s ./internal/accounts/
+//	go test -run=NONE -fuzz='^FuzzDiff$' -fuzztime=60s ./internal/accounts/
+//
+// Inputs worth keeping are copied from the fuzz cache to testdata/fuzz.
+
 import (
 	"strings"
 	"testing"
