@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func randomBytes(n int, seed uint64) []byte {
@@ -147,6 +148,11 @@ func TestHashReadErrorAndCancel(t *testing.T) {
 	_, _, err = HashReaderContext(ctx, io.LimitReader(zeroReader{}, 1<<30), []string{"sha256"})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err = %v", err)
+	}
+	// A hasher may still be returning after its wg.Done: give it time.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if after := runtime.NumGoroutine(); after > before {
 		t.Errorf("goroutines leaked: %d before, %d after", before, after)
