@@ -3,8 +3,13 @@ package kvm
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/packer-plugin-sdk/communicator"
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	"github.com/hashicorp/packer-plugin-sdk/multistep/commonsteps"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 )
 
@@ -14,6 +19,7 @@ const BuilderID = "packer-cloudimg.kvm"
 // Builder is the cloudimg-kvm builder.
 type Builder struct {
 	config Config
+	runner multistep.Runner
 }
 
 // ConfigSpec returns the HCL2 spec of Config.
@@ -28,10 +34,102 @@ func (b *Builder) Prepare(raws ...interface{}) ([]string, []string, error) {
 	return generatedDataKeys, warnings, nil
 }
 
-// generatedDataKeys are the build variables this builder publishes.
-var generatedDataKeys = []string{"SSHPrivateKey", "FactsFile", "SourceImageURL", "SourceImageChecksum"}
+// generatedDataKeys are the build variables this builder publishes
+// (`build.FactsFile` …), beside the SDK's Host, Port, User, SSHPrivateKey….
+var generatedDataKeys = []string{"FactsFile", "SourceImageURL", "SourceImageChecksum"}
 
-// Run runs the build.
+// Run runs the build: the step chain, one step per file.
 func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook) (packersdk.Artifact, error) {
-	return nil, errors.New("cloudimg-kvm: not implemented yet")
+	return b.run(ctx, ui, hook, &QemuDriver{QemuBinary: b.config.QemuBinary, QemuImgBinary: b.config.QemuImgBinary})
 }
+
+func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook, driver Driver) (packersdk.Artifact, error) {
+	cfg := &b.config
+	state := new(multistep.BasicStateBag)
+	state.Put("config", cfg)
+	state.Put("driver", driver)
+	state.Put("hook", hook)
+	state.Put("ui", ui)
+
+	p := &phases{}
+	phase := func(name string, steps ...multistep.Step) []multistep.Step {
+		out := make([]multistep.Step, len(steps))
+		for i, s := range steps {
+			out[i] = &timed{phase: name, step: s, p: p}
+		}
+		return out
+	}
+	var steps []multistep.Step
+	steps = append(steps, &stepPrepare{},
+		&communicator.StepSSHKeyGen{CommConf: &cfg.Comm, SSHTemporaryKeyPair: cfg.Comm.SSHTemporaryKeyPair})
+	steps = append(steps, phase("download", &commonsteps.StepDownload{
+		Checksum:    cfg.ISOChecksum,
+		Description: "source image",
+		ResultKey:   "iso_path",
+		Url:         cfg.ISOUrls,
+		Extension:   cfg.TargetExtension,
+		TargetPath:  cfg.TargetPath,
+	})...)
+	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
+		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
+	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{
+		Config:    &cfg.Comm,
+		Host:      func(multistep.StateBag) (string, error) { return cfg.Comm.SSHHost, nil },
+		SSHConfig: cfg.Comm.SSHConfigFunc(),
+		SSHPort:   func(s multistep.StateBag) (int, error) { return s.Get("ssh_host_port").(int), nil },
+	})...)
+	steps = append(steps, phase("cloud-init", &stepWaitCloudInit{})...)
+	steps = append(steps, phase("provisioning", &commonsteps.StepProvision{}, &stepCollectFacts{})...)
+	steps = append(steps, phase("shutdown", &stepShutdown{})...)
+	steps = append(steps, phase("convert", &stepConvert{})...)
+
+	b.runner = commonsteps.NewRunnerWithPauseFn(steps, cfg.PackerConfig, ui, state)
+	b.runner.Run(ctx, state)
+
+	if err, ok := state.GetOk("error"); ok {
+		return nil, err.(error)
+	}
+	if _, ok := state.GetOk(multistep.StateCancelled); ok {
+		return nil, errors.New("build was cancelled")
+	}
+	if _, ok := state.GetOk(multistep.StateHalted); ok {
+		return nil, errors.New("build was halted")
+	}
+	ui.Say("Phases: " + p.String())
+
+	image := state.Get("image_path").(string)
+	a := &Artifact{
+		image: image,
+		files: []string{image},
+		state: map[string]interface{}{
+			StateSourceImageURL:      cfg.ISOUrls[0],
+			StateSourceImageChecksum: cfg.ISOChecksum,
+			StateFormat:              cfg.Format,
+		},
+	}
+	if v, ok := state.GetOk("efivars_path"); ok {
+		a.files = append(a.files, v.(string))
+	}
+	if facts, ok := state.GetOk("guest_facts"); ok {
+		a.state[StateGuestFacts] = facts
+	}
+	return a, nil
+}
+
+// stepCollectFacts reads the guest facts that a provisioner (the reset
+// provisioner) wrote to the host-side FactsFile, before the temporary
+// directory goes.
+type stepCollectFacts struct{}
+
+func (s *stepCollectFacts) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	facts, err := os.ReadFile(state.Get("facts_file").(string))
+	switch {
+	case err == nil:
+		state.Put("guest_facts", string(facts))
+	case !os.IsNotExist(err):
+		return halt(state, fmt.Errorf("reading the guest facts: %w", err))
+	}
+	return multistep.ActionContinue
+}
+
+func (s *stepCollectFacts) Cleanup(multistep.StateBag) {}

@@ -159,7 +159,8 @@ type Config struct {
 	// errors) does to the build: `warn` (default) or `fail`.
 	CloudInitDegraded string `mapstructure:"cloud_init_degraded"`
 
-	ctx interpolate.Context
+	ctx         interpolate.Context
+	legacyNotes []string
 }
 
 // Prepare decodes raws into c, fills the defaults for a cloud image and

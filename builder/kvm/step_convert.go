@@ -1,0 +1,50 @@
+package kvm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+// stepConvert writes the final image: qemu-img convert of the build disk into
+// a temporary file next to it (compacted, compressed if asked, flattened when
+// it had a backing file), then an atomic rename to the final name, so no
+// half-written image ever carries that name.
+type stepConvert struct{}
+
+func (s *stepConvert) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	cfg := state.Get("config").(*Config)
+	driver := state.Get("driver").(Driver)
+	ui := state.Get("ui").(packersdk.Ui)
+	disk := state.Get("disk_path").(string)
+	image := state.Get("image_path").(string)
+
+	if cfg.SkipCompaction && cfg.Format == "qcow2" {
+		if err := os.Rename(disk, image); err != nil {
+			return halt(state, fmt.Errorf("moving the image into place: %w", err))
+		}
+		return multistep.ActionContinue
+	}
+
+	tmp := filepath.Join(filepath.Dir(image), "."+filepath.Base(image)+".converting")
+	defer os.Remove(tmp)
+	what := "Compacting"
+	if cfg.DiskCompression {
+		what = "Compacting and compressing"
+	}
+	ui.Say(fmt.Sprintf("%s the disk into %s (%s)...", what, image, cfg.Format))
+	if err := driver.Convert(ctx, disk, "qcow2", tmp, cfg.Format, cfg.DiskCompression && !cfg.SkipCompaction); err != nil {
+		return halt(state, fmt.Errorf("converting the image: %w", err))
+	}
+	if err := os.Rename(tmp, image); err != nil {
+		return halt(state, fmt.Errorf("moving the image into place: %w", err))
+	}
+	_ = os.Remove(disk)
+	return multistep.ActionContinue
+}
+
+func (s *stepConvert) Cleanup(multistep.StateBag) {}

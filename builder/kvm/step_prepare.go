@@ -1,0 +1,52 @@
+package kvm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	"github.com/hashicorp/packer-plugin-sdk/packerbuilderdata"
+)
+
+// stepPrepare makes the build's private temporary directory (seed, QMP
+// socket, serial log, guest facts) and publishes the build variables.
+type stepPrepare struct{}
+
+func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	cfg := state.Get("config").(*Config)
+	// A short path: the QMP unix socket lives here (108-byte limit).
+	dir, err := os.MkdirTemp("", "cloudimg-")
+	if err != nil {
+		return halt(state, fmt.Errorf("creating a temporary directory: %w", err))
+	}
+	state.Put("temp_dir", dir)
+
+	serial := filepath.Join(dir, "serial.log")
+	if cfg.SerialLogFile != "" {
+		serial = cfg.SerialLogFile
+	}
+	state.Put("serial_log", serial)
+
+	facts := filepath.Join(dir, "guest-facts.json")
+	state.Put("facts_file", facts)
+
+	gd := &packerbuilderdata.GeneratedData{State: state}
+	gd.Put("FactsFile", facts)
+	gd.Put("SourceImageURL", cfg.ISOUrls[0])
+	gd.Put("SourceImageChecksum", cfg.ISOChecksum)
+	return multistep.ActionContinue
+}
+
+func (s *stepPrepare) Cleanup(state multistep.StateBag) {
+	if dir, ok := state.GetOk("temp_dir"); ok {
+		os.RemoveAll(dir.(string))
+	}
+}
+
+// halt records err for the builder, shows it and stops the step chain.
+func halt(state multistep.StateBag, err error) multistep.StepAction {
+	state.Put("error", err)
+	return multistep.ActionHalt
+}

@@ -1,0 +1,187 @@
+package kvm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	sdknet "github.com/hashicorp/packer-plugin-sdk/net"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+// stepRun reserves a host port for SSH (locked across parallel builds) and
+// starts QEMU without a display: serial console to a file, QMP socket for
+// control, SSH forwarded from 127.0.0.1 only.
+type stepRun struct {
+	listener *sdknet.Listener
+	vm       VM
+}
+
+// Tries when QEMU cannot bind the reserved port (another program took it
+// between our check and QEMU's bind).
+const portAttempts = 5
+
+func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	cfg := state.Get("config").(*Config)
+	driver := state.Get("driver").(Driver)
+	ui := state.Get("ui").(packersdk.Ui)
+
+	accel, notice, err := chooseAccelerator(cfg.Accelerator, "/dev/kvm", "/proc/cpuinfo")
+	if err != nil {
+		return halt(state, err)
+	}
+	if notice != "" {
+		ui.Say(notice)
+	}
+	state.Put("accelerator", accel)
+
+	tmp := state.Get("temp_dir").(string)
+	qmp := filepath.Join(tmp, "qmp.sock")
+	var lastErr error
+	for attempt := 0; attempt < portAttempts; attempt++ {
+		l, err := sdknet.ListenRangeConfig{Addr: "127.0.0.1", Min: cfg.HostPortMin, Max: cfg.HostPortMax + 1, Network: "tcp"}.Listen(ctx)
+		if err != nil {
+			return halt(state, fmt.Errorf("host_port_min/host_port_max: no free port in %d..%d: %w", cfg.HostPortMin, cfg.HostPortMax, err))
+		}
+		// Keep Packer's lock on the port, free the socket for QEMU.
+		l.Listener.Close()
+		s.listener = l
+
+		args, err := qemuArgs(cfg, state, accel, l.Port, qmp)
+		if err != nil {
+			return halt(state, err)
+		}
+		ui.Say(fmt.Sprintf("Starting QEMU (%s, %d CPUs, %d MiB), SSH forwarded from 127.0.0.1:%d", accel, cfg.CPUs, cfg.Memory, l.Port))
+		_ = os.Remove(qmp)
+		vm, err := driver.Start(args, qmp)
+		if err != nil {
+			return halt(state, err)
+		}
+		if err := waitQMPReady(ctx, vm, qmp); err != nil {
+			lastErr = err
+			s.listener.Close()
+			s.listener = nil
+			if strings.Contains(err.Error(), "hostfwd") || strings.Contains(err.Error(), "host forwarding") {
+				continue // the port was taken after all: another one
+			}
+			return halt(state, fmt.Errorf("QEMU did not start: %w", err))
+		}
+		s.vm = vm
+		state.Put("vm", vm)
+		state.Put("ssh_host_port", l.Port)
+		state.Put("instance_id", cfg.VMName)
+		ui.Say("Serial console log: " + state.Get("serial_log").(string))
+		return multistep.ActionContinue
+	}
+	return halt(state, fmt.Errorf("QEMU could not bind an SSH port after %d tries: %w", portAttempts, lastErr))
+}
+
+// waitQMPReady waits until QEMU's QMP socket exists (QEMU has set up its
+// devices and network) or QEMU exits.
+func waitQMPReady(ctx context.Context, vm VM, qmp string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := os.Stat(qmp); err == nil {
+			return nil
+		}
+		select {
+		case <-vm.Done():
+			return vm.Err()
+		case <-ctx.Done():
+			vm.Kill()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *stepRun) Cleanup(state multistep.StateBag) {
+	if s.vm != nil {
+		select {
+		case <-s.vm.Done():
+		default:
+			if ui, ok := state.Get("ui").(packersdk.Ui); ok {
+				ui.Say("Stopping QEMU...")
+			}
+			s.vm.Kill()
+		}
+	}
+	if s.listener != nil {
+		s.listener.Close()
+	}
+}
+
+// qemuArgs is QEMU's command line. qemuargs are appended: they add to the
+// builder's arguments and never replace them.
+func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, qmp string) ([]string, error) {
+	disk := state.Get("disk_path").(string)
+	seed := state.Get("seed_path").(string)
+	mac := state.Get("mac").(string)
+	serial := state.Get("serial_log").(string)
+
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	args := []string{
+		"-name", cfg.VMName,
+		"-machine", "type=" + cfg.MachineType,
+		"-accel", accel,
+		"-cpu", cpu,
+		"-smp", strconv.Itoa(cfg.CPUs),
+		"-m", strconv.Itoa(cfg.Memory) + "M",
+		"-display", "none",
+		"-serial", "file:" + serial,
+		"-qmp", "unix:" + qmp + ",server=on,wait=off",
+		"-no-user-config", "-nodefaults",
+		"-vga", "none",
+	}
+	driveOpts := fmt.Sprintf("file=%s,format=qcow2,cache=%s,discard=%s", disk, cfg.DiskCache, cfg.DiskDiscard)
+	if cfg.DiskDiscard == "unmap" {
+		driveOpts += ",detect-zeroes=unmap"
+	}
+	switch cfg.DiskInterface {
+	case "virtio":
+		args = append(args, "-drive", driveOpts+",if=virtio")
+	case "ide":
+		args = append(args, "-drive", driveOpts+",if=ide")
+	case "sata":
+		args = append(args, "-device", "ahci,id=ahci0", "-drive", driveOpts+",if=none,id=disk0", "-device", "ide-hd,drive=disk0,bus=ahci0.0")
+	case "scsi", "virtio-scsi":
+		args = append(args, "-device", "virtio-scsi-pci,id=scsi0", "-drive", driveOpts+",if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0")
+	}
+	args = append(args, "-drive", "file="+seed+",format=raw,media=cdrom,readonly=on,if=ide")
+	args = append(args,
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, cfg.Comm.SSHPort),
+		"-device", fmt.Sprintf("%s,netdev=net0,mac=%s", cfg.NetDevice, mac),
+	)
+	if !cfg.DisableRNG {
+		args = append(args, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
+	}
+	if cfg.Firmware == "uefi" {
+		vars := filepath.Join(filepath.Dir(state.Get("image_path").(string)), cfg.VMName+".efivars.fd")
+		if _, err := os.Stat(vars); err != nil {
+			b, err := os.ReadFile(cfg.EFIFirmwareVars)
+			if err != nil {
+				return nil, fmt.Errorf("efi_firmware_vars: %w", err)
+			}
+			if err := os.WriteFile(vars, b, 0o644); err != nil {
+				return nil, fmt.Errorf("copying the UEFI variables: %w", err)
+			}
+		}
+		state.Put("efivars_path", vars)
+		args = append(args,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+cfg.EFIFirmwareCode,
+			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+	}
+	for _, a := range cfg.QemuArgs {
+		args = append(args, a...)
+	}
+	return args, nil
+}

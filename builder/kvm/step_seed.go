@@ -1,0 +1,156 @@
+package kvm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
+)
+
+// stepSeed writes the cloud-init NoCloud seed ISO (label cidata) that creates
+// the build user with the ephemeral key.
+type stepSeed struct{}
+
+func (s *stepSeed) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
+	cfg := state.Get("config").(*Config)
+	ui := state.Get("ui").(packersdk.Ui)
+
+	mac := cfg.MACAddress
+	if mac == "" {
+		mac = randomMAC()
+	}
+	mac, _ = parseMAC(mac)
+	state.Put("mac", mac)
+
+	sc, err := cfg.seedConfig(string(cfg.Comm.SSHPublicKey), cidata.NewInstanceID(), mac)
+	if err != nil {
+		return halt(state, err)
+	}
+	seed, err := cidata.Build(*sc)
+	if err != nil {
+		return halt(state, err)
+	}
+	for _, w := range append(cfg.legacyNotes, seed.Warnings...) {
+		ui.Say("Warning: " + w)
+	}
+	path := filepath.Join(state.Get("temp_dir").(string), "cidata.iso")
+	if err := seed.WriteISO(path); err != nil {
+		return halt(state, fmt.Errorf("writing the cidata seed: %w", err))
+	}
+	state.Put("seed_path", path)
+	ui.Say(fmt.Sprintf("Created the cidata seed (instance-id %s, user %s, NIC %s)", sc.InstanceID, sc.Username, mac))
+	return multistep.ActionContinue
+}
+
+func (s *stepSeed) Cleanup(multistep.StateBag) {}
+
+// seedConfig assembles the seed's input from the options (and from the stock
+// builder's cd_content/cd_files when a template still has them).
+func (c *Config) seedConfig(authorizedKey, instanceID, mac string) (*cidata.Config, error) {
+	sc := &cidata.Config{
+		InstanceID:     instanceID,
+		Hostname:       c.Hostname,
+		Username:       c.Comm.SSHUsername,
+		AuthorizedKey:  authorizedKey,
+		MAC:            mac,
+		MetaData:       c.MetaData,
+		SSHGenKeyTypes: c.SSHHostKeyTypes,
+	}
+	switch {
+	case c.UserData != "":
+		sc.UserData, sc.UserDataName = []byte(c.UserData), "user_data"
+	case c.UserDataFile != "":
+		b, err := os.ReadFile(c.UserDataFile)
+		if err != nil {
+			return nil, fmt.Errorf("user_data_file: %w", err)
+		}
+		sc.UserData, sc.UserDataName = b, "user_data_file ("+c.UserDataFile+")"
+	}
+	switch {
+	case c.NetworkConfig != "":
+		sc.NetworkConfig, sc.NetworkConfigName = []byte(c.NetworkConfig), "network_config"
+	case c.NetworkConfigFile != "":
+		b, err := os.ReadFile(c.NetworkConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("network_config_file: %w", err)
+		}
+		sc.NetworkConfig, sc.NetworkConfigName = b, "network_config_file ("+c.NetworkConfigFile+")"
+	}
+	if c.VendorData != "" {
+		sc.VendorData = []byte(c.VendorData)
+	}
+	if len(c.CDContent) > 0 || len(c.CDFiles) > 0 {
+		if err := c.legacySeed(sc); err != nil {
+			return nil, err
+		}
+	}
+	return sc, nil
+}
+
+// legacySeed feeds the stock builder's cidata files into the seed.
+func (c *Config) legacySeed(sc *cidata.Config) error {
+	files := map[string][]byte{}
+	origin := map[string]string{}
+	for name, content := range c.CDContent {
+		files[filepath.Base(name)] = []byte(content)
+		origin[filepath.Base(name)] = "cd_content[\"" + name + "\"]"
+	}
+	for _, f := range c.CDFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("cd_files: %w", err)
+		}
+		files[filepath.Base(f)] = b
+		origin[filepath.Base(f)] = "cd_files (" + f + ")"
+	}
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		b := files[name]
+		switch name {
+		case cidata.FileUserData:
+			ud, removed, err := cidata.StripBuildUser(b, sc.Username)
+			if err != nil {
+				return fmt.Errorf("%s: %w", origin[name], err)
+			}
+			sc.UserData, sc.UserDataName = ud, origin[name]
+			for _, r := range removed {
+				c.legacyNotes = append(c.legacyNotes, fmt.Sprintf("%s: dropped %s (the builder creates user %q with an ephemeral key and no password)", origin[name], r, sc.Username))
+			}
+		case cidata.FileNetworkConfig:
+			sc.NetworkConfig, sc.NetworkConfigName = b, origin[name]
+		case cidata.FileVendorData:
+			sc.VendorData = b
+		case cidata.FileMetaData:
+			// instance-id and local-hostname stay the builder's: the build's
+			// instance must be new each time. Other simple keys are kept.
+			md, err := cidata.ParseMetaData(b)
+			if err != nil {
+				return fmt.Errorf("%s: %w", origin[name], err)
+			}
+			for k, v := range md {
+				if k == "instance-id" || k == "local-hostname" {
+					continue
+				}
+				if sc.MetaData == nil {
+					sc.MetaData = map[string]string{}
+				}
+				if _, set := sc.MetaData[k]; !set {
+					sc.MetaData[k] = v
+				}
+			}
+		default:
+			return fmt.Errorf("%s: %q is not a cloud-init seed file (user-data, meta-data, network-config, vendor-data); cloudimg-kvm builds no other CD", origin[name], name)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Makes sure the host programs that the end-to-end tests and the demo need are
+# installed. As root it installs the missing Debian packages; otherwise it
+# prints the exact command to run and fails.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A need=(
+	[qemu-system-x86_64]=qemu-system-x86
+	[qemu-img]=qemu-utils
+	[debootstrap]=debootstrap
+	[mkfs.ext4]=e2fsprogs
+	[sfdisk]=fdisk
+	[grub-mkimage]=grub-common
+	[ansible-playbook]=ansible-core
+	[dpkg-deb]=dpkg
+	[ssh]=openssh-client
+	[ssh-keygen]=openssh-client
+	[sha256sum]=coreutils
+	[git]=git
+	[isoinfo]=genisoimage
+)
+# files -> package (no command to look for)
+declare -A need_files=(
+	[/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin
+)
+
+missing=()
+for cmd in "${!need[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+for f in "${!need_files[@]}"; do
+	[ -e "$f" ] || missing+=("${need_files[$f]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "Missing Debian packages: ${missing[*]}" >&2
+	echo "Install them as root, then run make again:" >&2
+	echo "  sudo sh -c '$cmd'" >&2
+	exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+	echo "Missing packages ${missing[*]} and no apt-get: install the equivalents with your package manager." >&2
+	exit 1
+fi
+echo "Installing Debian packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
