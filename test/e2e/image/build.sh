@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# Build a BIOS-bootable Debian 12 (bookworm) cloud image in qcow2 that behaves
+# like Debian's official "genericcloud" image: cloud-init (NoCloud seed ISO
+# labelled "cidata" works), openssh-server, sudo, ifupdown + DHCP, growpart,
+# serial console on ttyS0. The image is left "unbooted": empty machine-id, no
+# SSH host keys, no /var/lib/cloud, no apt lists.
+#
+# Usage:
+#   test/e2e/image/build.sh [OUTPUT.qcow2]
+#
+# Without OUTPUT the image goes to a cache keyed by a hash of this recipe:
+#   ${CLOUDIMG_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/packer-plugin-cloudimg}/debian-12-cloudimg-<hash>.qcow2
+# and an existing cached image is reused without any work. An explicit OUTPUT
+# is always (re)built. The image path is the LAST line on stdout, everything
+# else goes to stderr, so callers can do: img=$(test/e2e/image/build.sh)
+#
+# Environment:
+#   CLOUDIMG_TEST_CACHE     cache directory (see above)
+#   DEBIAN_MIRROR           Debian mirror used for the build (default: the first
+#                           .../debian URI in this host's apt sources, else
+#                           http://deb.debian.org/debian)
+#   DEBIAN_SECURITY_MIRROR  same for debian-security
+#   VERBOSE=1               stream the tools' output to stderr instead of a log
+#
+# Needs root. It mounts nothing but /proc inside the chroot: the filesystem is
+# written straight into the disk file (mkfs.ext4 -d) and GRUB is installed by
+# hand (boot.img into the MBR, core.img into the gap before the partition),
+# because grub-install and partition/loop mounts need kernel features that
+# build hosts (containers, sandboxed VMs) often lack.
+set -euo pipefail
+
+# ---------------------------------------------------------------- settings --
+SUITE=bookworm
+DISK_SIZE_MIB=2048        # virtual disk size; cloud-init growpart grows the fs to the real disk
+PART_START=2048           # first partition sector (1 MiB); sectors 1..2047 hold GRUB's core.img
+# A fixed filesystem UUID so fstab and grub.cfg can name the root before it exists.
+# (Every VM made from the image shares it, as with any cloud image.)
+ROOT_UUID=7fc270ba-ca5f-4f44-907e-acf36902a099
+# Kernel command line; the LAST console= becomes /dev/console, which is where
+# systemd and cloud-init write their output, so ttyS0 goes last (as on Debian's
+# official cloud images) so that QEMU's -serial captures it.
+KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200"
+PACKAGES=(
+  linux-image-cloud-amd64 initramfs-tools systemd-sysv dbus udev
+  cloud-init cloud-guest-utils openssh-server sudo
+  ifupdown isc-dhcp-client iproute2 netbase
+  grub-pc-bin adduser passwd
+)
+
+# ------------------------------------------------------------------ helpers --
+# fd 4 is the real stderr (progress); later stdout/stderr of the tools go to a log.
+exec 4>&2
+LOG=/dev/null
+log() { printf '[build.sh %(%T)T] %s\n' -1 "$*" | tee -a "$LOG" >&4; }
+die() { printf 'build.sh: error: %s\n' "$*" | tee -a "$LOG" >&4; exit 1; }
+
+# put_le FILE OFFSET NBYTES VALUE: overwrite NBYTES at OFFSET of FILE with VALUE, little-endian.
+put_le() {
+  local file=$1 off=$2 n=$3 val=$4 i esc=""
+  for ((i = 0; i < n; i++)); do
+    esc+=$(printf '\\x%02x' $(((val >> (8 * i)) & 0xff)))
+  done
+  # shellcheck disable=SC2059 # the format string is the escaped bytes
+  printf "$esc" | dd of="$file" bs=1 seek=$((off)) conv=notrunc status=none
+}
+
+# first_source_uri SUFFIX: the first http(s) URI in this host's (enabled) apt
+# sources whose path ends in SUFFIX ("/debian" or "/debian-security").
+first_source_uri() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -r $f ]] || continue
+    grep -v '^[[:space:]]*#' "$f" | grep -oE 'https?://[^][[:space:]]+' | sed 's:/*$::' |
+      grep -m1 -E "$1\$" && return 0
+  done
+  return 1
+}
+
+# ----------------------------------------------------------- output / cache --
+SELF=$(realpath "${BASH_SOURCE[0]}")
+# Everything that defines the image. Add any file this script starts reading.
+RECIPE_FILES=("$SELF")
+HASH=$(cat "${RECIPE_FILES[@]}" | sha256sum | cut -c1-16)
+CACHE=${CLOUDIMG_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/packer-plugin-cloudimg}
+NAME=debian-12-cloudimg-$HASH
+
+if [[ $# -gt 1 ]]; then
+  die "usage: $0 [OUTPUT.qcow2]"
+elif [[ $# -eq 1 ]]; then
+  OUT=$(realpath -m "$1")
+  USE_CACHED=0
+else
+  OUT=$CACHE/$NAME.qcow2
+  USE_CACHED=1
+fi
+if [[ $USE_CACHED == 1 && -f $OUT ]]; then
+  log "cached image: $OUT"
+  echo "$OUT"
+  exit 0
+fi
+
+# ------------------------------------------------------------ preconditions --
+[[ $EUID -eq 0 ]] || die "must run as root (debootstrap, chroot and the package install need it)"
+missing=()
+need() { command -v "$1" >/dev/null || missing+=("$2"); }
+need debootstrap debootstrap
+need mkfs.ext4 e2fsprogs
+need e2fsck e2fsprogs
+need sfdisk fdisk
+need qemu-img qemu-utils
+need flock util-linux
+need chroot coreutils
+[[ -r /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
+# GRUB's tools and images are taken from grub-pc-bin *inside* the image, so the
+# core.img and the modules copied to /boot/grub always match: no host GRUB needed.
+if ((${#missing[@]})); then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  die "missing tools; install them with: apt-get install -y ${missing[*]}"
+fi
+
+MIRROR=${DEBIAN_MIRROR:-$(first_source_uri /debian || echo http://deb.debian.org/debian)}
+SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(first_source_uri /debian-security || echo http://deb.debian.org/debian-security)}
+
+mkdir -p "$CACHE" "$CACHE/debootstrap" "$CACHE/apt-archives" "$CACHE/logs" "$(dirname "$OUT")"
+# One build at a time per cache (parallel test processes share it); a waiter
+# then finds the image the first one built.
+exec 9>"$CACHE/.build.lock"
+if ! flock -n 9; then
+  log "waiting for another build in $CACHE"
+  flock 9
+fi
+if [[ $USE_CACHED == 1 && -f $OUT ]]; then
+  log "cached image (built meanwhile): $OUT"
+  echo "$OUT"
+  exit 0
+fi
+
+# From here on the tools' output goes to a log kept in the cache (shown in
+# part on failure), or to stderr with VERBOSE=1; fd 3 keeps the real stdout.
+LOG=$CACHE/logs/$NAME.log
+: >"$LOG"
+exec 3>&1
+if [[ ${VERBOSE:-0} == 1 ]]; then
+  exec 1>&4
+else
+  exec 1>>"$LOG" 2>&1
+fi
+log "building $OUT (log: $LOG, mirror: $MIRROR)"
+START=$SECONDS
+
+WORK=$(mktemp -d "$CACHE/build.XXXXXX")
+ROOT=$WORK/root
+DISK=$WORK/disk.raw
+TMP_OUT=""
+
+cleanup() {
+  local rc=$?
+  set +e
+  if mountpoint -q "$ROOT/proc" 2>/dev/null; then
+    umount "$ROOT/proc" || umount -l "$ROOT/proc"
+  fi
+  # Never rm -rf through a mount (a bind of /dev would be fatal); refuse instead.
+  if grep -qF " $WORK/" /proc/self/mounts; then
+    printf 'build.sh: something is still mounted under %s; not removing it\n' "$WORK" >&4
+  else
+    rm -rf --one-file-system "$WORK"
+  fi
+  [[ -n $TMP_OUT ]] && rm -f "$TMP_OUT"
+  if ((rc != 0)); then
+    if [[ ${VERBOSE:-0} != 1 && -s $LOG ]]; then
+      printf '\n--- last lines of %s ---\n' "$LOG" >&4
+      tail -n 40 "$LOG" >&4
+    fi
+    printf 'build.sh: FAILED (exit %d)\n' "$rc" >&4
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+
+# in_root CMD...: run CMD in the chroot with a clean environment (in particular
+# no TMPDIR from the host, which would not exist inside).
+in_root() {
+  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true \
+    chroot "$ROOT" "$@"
+}
+
+# -------------------------------------------------------------- base system --
+log "debootstrap --variant=minbase $SUITE"
+debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
+
+# --------------------------------------------------- configure and install --
+log "configuring the root filesystem"
+# Build-time sources: the reachable mirror, with updates and security fixes.
+cat >"$ROOT/etc/apt/sources.list" <<EOF
+deb $MIRROR $SUITE main
+deb $MIRROR $SUITE-updates main
+deb $SECURITY_MIRROR $SUITE-security main
+EOF
+# Forbid maintainer scripts to start services in the chroot (removed later).
+printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
+
+# debootstrap copies the host's hostname; cloud-init sets the real one.
+echo localhost >"$ROOT/etc/hostname"
+chmod 0644 "$ROOT/etc/hostname"
+cat >"$ROOT/etc/hosts" <<'EOF'
+127.0.0.1	localhost
+::1		localhost ip6-localhost ip6-loopback
+ff02::1		ip6-allnodes
+ff02::2		ip6-allrouters
+EOF
+# fstab before the kernel install, so initramfs-tools sees the root fs type.
+cat >"$ROOT/etc/fstab" <<EOF
+# <file system> <mount point> <type> <options> <dump> <pass>
+UUID=$ROOT_UUID / ext4 rw,discard,errors=remount-ro 0 1
+EOF
+mkdir -p "$ROOT/etc/network"
+cat >"$ROOT/etc/network/interfaces" <<'EOF'
+# interfaces(5) file used by ifup(8) and ifdown(8)
+# cloud-init writes the NIC configuration to interfaces.d/50-cloud-init.
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+EOF
+mkdir -p "$ROOT/etc/cloud/cloud.cfg.d"
+# As Debian's official images do: keep /etc/hosts in line with the hostname
+# cloud-init sets (else sudo tries DNS for it, which may time out).
+cat >"$ROOT/etc/cloud/cloud.cfg.d/01_cloudimg.cfg" <<'EOF'
+manage_etc_hosts: true
+EOF
+
+# /proc is the one mount the package scripts want (debootstrap does the same).
+mount -t proc proc "$ROOT/proc"
+
+# Reuse .debs from earlier builds; apt checks them against the fresh indexes.
+find "$CACHE/apt-archives" -name '*.deb' -exec cp -t "$ROOT/var/cache/apt/archives/" {} +
+log "apt-get install ${PACKAGES[*]}"
+in_root apt-get update -q
+in_root apt-get -q -y -o Dpkg::Use-Pty=0 dist-upgrade
+in_root apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends "${PACKAGES[@]}"
+# Keep exactly this build's .debs as the cache for the next one.
+find "$CACHE/apt-archives" -name '*.deb' -delete
+find "$ROOT/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -t "$CACHE/apt-archives/" {} +
+
+# ----------------------------------------------------------------- bootloader --
+log "preparing GRUB (from the image's grub-pc-bin)"
+# Modules next to grub.cfg, as grub-install would leave them; they match the
+# core.img built below because both come from the same package.
+mkdir -p "$ROOT/boot/grub/i386-pc"
+cp "$ROOT"/usr/lib/grub/i386-pc/*.mod "$ROOT"/usr/lib/grub/i386-pc/*.lst "$ROOT/boot/grub/i386-pc/"
+# /vmlinuz and /initrd.img are symlinks the kernel package keeps up to date,
+# so the config survives kernel upgrades in the guest (there is no update-grub).
+[[ -e $ROOT/vmlinuz && -e $ROOT/initrd.img ]] || die "kernel symlinks /vmlinuz, /initrd.img missing"
+cat >"$ROOT/boot/grub/grub.cfg" <<EOF
+# Written by packer-plugin-cloudimg's test/e2e/image/build.sh (no update-grub here).
+serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output console serial
+set timeout=0
+menuentry 'Debian GNU/Linux 12 (cloud image)' {
+	search --no-floppy --fs-uuid --set=root $ROOT_UUID
+	linux /vmlinuz $KERNEL_CMDLINE
+	initrd /initrd.img
+}
+EOF
+# core.img's built-in config: find the root filesystem, then normal mode reads
+# $prefix/grub.cfg.
+cat >"$ROOT/tmp/early.cfg" <<EOF
+search --no-floppy --fs-uuid --set=root $ROOT_UUID
+set prefix=(\$root)/boot/grub
+EOF
+in_root grub-mkimage -O i386-pc -o /tmp/core.img -c /tmp/early.cfg -p /boot/grub \
+  biosdisk part_msdos ext2 search search_fs_uuid normal configfile linux echo test serial terminal
+cp "$ROOT/tmp/core.img" "$WORK/core.img"
+cp "$ROOT/usr/lib/grub/i386-pc/boot.img" "$WORK/boot.img"
+
+# ----------------------------------------------------- make it look unbooted --
+log "cleaning up"
+in_root apt-get clean
+umount "$ROOT/proc"
+rm -f "$ROOT/usr/sbin/policy-rc.d"
+# Sources the image keeps: the canonical mirrors, as on official images.
+cat >"$ROOT/etc/apt/sources.list" <<EOF
+deb http://deb.debian.org/debian $SUITE main
+deb http://deb.debian.org/debian $SUITE-updates main
+deb http://deb.debian.org/debian-security $SUITE-security main
+EOF
+rm -rf "$ROOT"/var/lib/apt/lists/*
+mkdir -p "$ROOT/var/lib/apt/lists/partial"
+# Present but empty: systemd generates a fresh machine-id on first boot.
+: >"$ROOT/etc/machine-id"
+rm -f "$ROOT/var/lib/dbus/machine-id"
+rm -f "$ROOT"/etc/ssh/ssh_host_*     # cloud-init generates new host keys
+rm -rf "$ROOT/var/lib/cloud"
+rm -f "$ROOT/etc/resolv.conf"        # the host's copy; dhclient writes the guest's
+rm -rf "$ROOT"/tmp/* "$ROOT"/var/tmp/* "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/bootstrap.log
+find "$ROOT/var/cache/apt" -name '*.bin' -delete
+
+# --------------------------------------------------------------------- disk --
+log "writing the disk image"
+DISK_SECTORS=$((DISK_SIZE_MIB * 2048))
+PART_SECTORS=$((DISK_SECTORS - PART_START))
+truncate -s "${DISK_SIZE_MIB}M" "$DISK"
+# MBR ("dos") label, one bootable Linux partition from 1 MiB to the end.
+sfdisk --quiet "$DISK" <<EOF
+label: dos
+start=$PART_START, size=$PART_SECTORS, type=83, bootable
+EOF
+# The filesystem goes straight into the file at the partition's offset. The
+# image's own mke2fs.conf picks the features, so its e2fsck/GRUB know them all.
+MKE2FS_CONFIG=$ROOT/etc/mke2fs.conf mkfs.ext4 -F -q -U "$ROOT_UUID" \
+  -E offset=$((PART_START * 512)) -d "$ROOT" "$DISK" "${PART_SECTORS}s"
+# e2fsprogs' unix I/O manager accepts "file?offset=N".
+e2fsck -fn "$DISK?offset=$((PART_START * 512))"
+
+# GRUB by hand, i.e. what grub-install/grub-bios-setup do for an MBR disk with
+# core.img embedded right after the MBR (layout: grub include/grub/i386/pc/boot.h).
+# 1) boot.img's code (bytes 0..439) into the MBR; bytes 440..511 (disk
+#    signature, partition table, 0x55AA) stay as sfdisk wrote them.
+dd if="$WORK/boot.img" of="$DISK" bs=440 count=1 conv=notrunc status=none
+put_le "$DISK" 0x5c 8 1       # KERNEL_SECTOR: LBA of core.img's first sector
+put_le "$DISK" 0x64 1 0xff    # BOOT_DRIVE: 0xff = use the drive the BIOS booted from
+put_le "$DISK" 0x66 2 0x9090  # DRIVE_CHECK: NOP the jump, as grub-bios-setup does for hard disks
+# 2) core.img starts with diskboot.img, which boot.img loads from LBA 1; its
+#    last bytes hold a blocklist {u64 start, u16 sectors, u16 segment} telling it
+#    where the rest of core.img is: LBA 2 onwards, contiguous here.
+CORE_BYTES=$(stat -c %s "$WORK/core.img")
+CORE_SECTORS=$(((CORE_BYTES + 511) / 512))
+((CORE_SECTORS < PART_START)) || die "core.img ($CORE_SECTORS sectors) does not fit before the partition"
+put_le "$WORK/core.img" 0x1f4 8 2                     # start LBA
+put_le "$WORK/core.img" 0x1fc 2 $((CORE_SECTORS - 1)) # sectors after diskboot (segment 0x820 stays)
+dd if="$WORK/core.img" of="$DISK" bs=512 seek=1 conv=notrunc status=none
+
+# ------------------------------------------------------------------- qcow2 --
+log "converting to compressed qcow2"
+TMP_OUT=$(mktemp "$OUT.tmp.XXXXXX")
+qemu-img convert -q -f raw -O qcow2 -c "$DISK" "$TMP_OUT"
+chmod 0644 "$TMP_OUT"
+mv -f "$TMP_OUT" "$OUT"
+TMP_OUT=""
+
+log "done in $((SECONDS - START))s: $OUT ($(du -h --apparent-size "$OUT" | cut -f1))"
+echo "$OUT" >&3
