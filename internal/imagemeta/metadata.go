@@ -73,8 +73,8 @@ type Build struct {
 	BuilderType string `json:"builder_type,omitempty"`
 	// PackerRunUUID is the UUID Packer gives each run.
 	PackerRunUUID string `json:"packer_run_uuid,omitempty"`
-	// StartedAt and FinishedAt are marshalled as RFC 3339 in UTC and
-	// omitted when zero.
+	// StartedAt and FinishedAt are marshalled as RFC 3339 in UTC to the
+	// second and omitted when zero.
 	StartedAt  time.Time `json:"started_at,omitzero"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// PluginVersion is the version of this plugin.
@@ -85,7 +85,7 @@ type Build struct {
 
 // MarshalMetadata returns the canonical JSON encoding of m: two-space
 // indentation, map keys sorted, no HTML escaping, a trailing newline, times
-// in UTC, credentials stripped from Source.URL and VCS.Remote. The same
+// in UTC to the second, credentials stripped from Source.URL and VCS.Remote. The same
 // Metadata always gives the same bytes. m itself is not modified.
 func MarshalMetadata(m *Metadata) ([]byte, error) {
 	if m == nil {
@@ -117,13 +117,14 @@ func MarshalMetadata(m *Metadata) ([]byte, error) {
 	return marshalCanonical(&c)
 }
 
-// normTime drops the monotonic reading and location so that equal instants
+// normTime converts t to UTC whole seconds (dropping the monotonic reading)
+// so that the document reads "2006-01-02T15:04:05Z" and equal instants
 // marshal identically.
 func normTime(t time.Time) time.Time {
 	if t.IsZero() {
 		return t
 	}
-	return t.UTC().Round(0)
+	return t.UTC().Truncate(time.Second)
 }
 
 func marshalCanonical(v any) ([]byte, error) {

@@ -58,8 +58,8 @@ type IndexEntry struct {
 	Path string `json:"path"`
 	// ID identifies the image; Add sets "sha256:<hex>" when empty.
 	ID string `json:"id"`
-	// Labels are free-form user labels.
-	Labels map[string]string `json:"labels,omitempty"`
+	// Labels are free-form user labels; always present, possibly empty.
+	Labels map[string]string `json:"labels"`
 	// Checksums maps algorithm to hex digest; Add fills "sha256".
 	Checksums map[string]string `json:"checksums"`
 	// Size is the image file size in bytes.
@@ -121,9 +121,6 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 		entry.Created = time.Now()
 	}
 	entry.Created = entry.Created.UTC().Truncate(time.Second)
-	if len(entry.Labels) == 0 {
-		entry.Labels = nil
-	}
 
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return fmt.Errorf("imagemeta: cannot create repository directory %s: %w", r.Dir, err)
@@ -304,17 +301,22 @@ func (r *Repo) readIndex() (*Index, error) {
 	return newIndex(), nil
 }
 
-// moveAside renames p to p.corrupt-<UTC time>, adding a counter when that
-// name is taken.
-func moveAside(p string) (string, error) {
+// asideName returns p.corrupt-<UTC time yyyymmddThhmmssZ>, with a counter
+// appended when that name is taken. Callers hold the repository lock.
+func asideName(p string) string {
 	base := p + corruptInfix + time.Now().UTC().Format("20060102T150405Z")
 	dst := base
 	for i := 1; ; i++ {
 		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
-			break
+			return dst
 		}
 		dst = fmt.Sprintf("%s-%d", base, i)
 	}
+}
+
+// moveAside renames p to asideName(p).
+func moveAside(p string) (string, error) {
+	dst := asideName(p)
 	if err := os.Rename(p, dst); err != nil {
 		return "", err
 	}
@@ -326,7 +328,10 @@ func (idx *Index) normalize() {
 	idx.SchemaVersion = SchemaVersion
 	sort.Slice(idx.Images, func(i, j int) bool { return idx.Images[i].Path < idx.Images[j].Path })
 	latest := make(map[string]IndexEntry)
-	for _, e := range idx.Images {
+	for i, e := range idx.Images {
+		if e.Labels == nil {
+			idx.Images[i].Labels = map[string]string{}
+		}
 		cur, ok := latest[e.Name]
 		if !ok || e.Created.After(cur.Created) || (e.Created.Equal(cur.Created) && e.Path > cur.Path) {
 			latest[e.Name] = e
@@ -373,7 +378,7 @@ func (r *Repo) readSums() (map[string]string, error) {
 		return nil, fmt.Errorf("imagemeta: reading %s: %w", p, err)
 	}
 	if len(bad) > 0 {
-		aside := p + corruptInfix + time.Now().UTC().Format("20060102T150405Z")
+		aside := asideName(p)
 		if err := writeFileAtomic(aside, b, 0o644); err != nil {
 			return nil, fmt.Errorf("imagemeta: %s has malformed lines and could not be copied aside: %w", p, err)
 		}
