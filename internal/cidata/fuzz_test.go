@@ -122,3 +122,32 @@ func normalize(v any) any {
 	}
 	return v
 }
+
+// FuzzNetworkConfig: a user network-config is either rejected or written
+// verbatim, and the check never panics.
+func FuzzNetworkConfig(f *testing.F) {
+	for _, s := range []string{
+		"version: 2\nethernets:\n  eth0:\n    dhcp4: true\n",
+		"network:\n  config: disabled\n",
+		"version: 1\nconfig: []\n",
+		"- a\n",
+		"a: [\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, nc []byte) {
+		c := baseConfig()
+		c.NetworkConfig = nc
+		s, err := Build(c)
+		if err != nil {
+			return
+		}
+		if len(bytes.TrimSpace(nc)) > 0 && !bytes.Equal(s.NetworkConfig, nc) {
+			t.Fatalf("network-config changed: %q -> %q", nc, s.NetworkConfig)
+		}
+		var v any
+		if err := yaml.Unmarshal(s.NetworkConfig, &v); err != nil {
+			t.Fatalf("accepted network-config does not parse: %v", err)
+		}
+	})
+}
