@@ -4,6 +4,7 @@
 package kvm
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +19,9 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/shutdowncommand"
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 )
 
 // Config is the configuration of the cloudimg-kvm builder. Options that the
@@ -182,9 +186,15 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	var warnings []string
 	add := func(format string, a ...any) { errs = packersdk.MultiErrorAppend(errs, fmt.Errorf(format, a...)) }
 
-	isoWarnings, isoErrs := c.ISOConfig.Prepare(&c.ctx)
-	warnings = append(warnings, isoWarnings...)
-	errs = packersdk.MultiErrorAppend(errs, isoErrs...)
+	if c.ISOChecksum == "" {
+		add("iso_checksum: required: the source image's checksum (\"sha256:…\", \"file:<url of a SUMS file>\") or \"none\" to skip the check")
+	} else {
+		isoWarnings, isoErrs := c.ISOConfig.Prepare(&c.ctx)
+		warnings = append(warnings, isoWarnings...)
+		for _, e := range isoErrs {
+			add("iso_url/iso_checksum: %v", e)
+		}
+	}
 	errs = packersdk.MultiErrorAppend(errs, c.HTTPConfig.Prepare(&c.ctx)...)
 	errs = packersdk.MultiErrorAppend(errs, c.ShutdownConfig.Prepare(&c.ctx)...)
 
@@ -362,6 +372,18 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 		}
 	}
 
+	if errs == nil || len(errs.Errors) == 0 {
+		// Build the seed once with a placeholder key, so that bad user data
+		// or network config fails `packer validate`, naming the option.
+		sc, err := c.seedConfig(placeholderKey(), cidata.NewInstanceID(), "52:54:00:00:00:01")
+		if err == nil {
+			_, err = cidata.Build(*sc)
+		}
+		if err != nil {
+			errs = packersdk.MultiErrorAppend(errs, err)
+		}
+	}
+
 	if c.CloudInitTimeout == 0 {
 		c.CloudInitTimeout = 30 * time.Minute
 	}
@@ -403,6 +425,15 @@ var (
 	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
 	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
 )
+
+// placeholderKey is a syntactically valid public key for validating the seed.
+func placeholderKey() string {
+	pub, err := ssh.NewPublicKey(ed25519.PublicKey(make([]byte, ed25519.PublicKeySize)))
+	if err != nil {
+		panic(err)
+	}
+	return string(ssh.MarshalAuthorizedKey(pub))
+}
 
 func firstExisting(paths []string) string {
 	if runtime.GOOS != "linux" {
