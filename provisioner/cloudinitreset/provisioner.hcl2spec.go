@@ -18,7 +18,24 @@ type FlatConfig struct {
 	PackerOnError       *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
 	PackerUserVars      map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
 	PackerSensitiveVars []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	User                *string           `mapstructure:"user" cty:"user" hcl:"user"`
+	ExecuteCommand      *string           `mapstructure:"execute_command" cty:"execute_command" hcl:"execute_command"`
+	RemoteFolder        *string           `mapstructure:"remote_folder" cty:"remote_folder" hcl:"remote_folder"`
+	KeepPasswdBackups   *bool             `mapstructure:"keep_passwd_backups" cty:"keep_passwd_backups" hcl:"keep_passwd_backups"`
+	MachineID           *string           `mapstructure:"machine_id" cty:"machine_id" hcl:"machine_id"`
+	RemoveCloudSeed     *bool             `mapstructure:"remove_cloud_seed" cty:"remove_cloud_seed" hcl:"remove_cloud_seed"`
+	RemoveSSHHostKeys   *bool             `mapstructure:"remove_ssh_host_keys" cty:"remove_ssh_host_keys" hcl:"remove_ssh_host_keys"`
+	RemoveRandomSeed    *bool             `mapstructure:"remove_random_seed" cty:"remove_random_seed" hcl:"remove_random_seed"`
+	RemoveDHCPLeases    *bool             `mapstructure:"remove_dhcp_leases" cty:"remove_dhcp_leases" hcl:"remove_dhcp_leases"`
+	CleanTmp            *bool             `mapstructure:"clean_tmp" cty:"clean_tmp" hcl:"clean_tmp"`
+	RemoveShellHistory  *bool             `mapstructure:"remove_shell_history" cty:"remove_shell_history" hcl:"remove_shell_history"`
+	CleanApt            *bool             `mapstructure:"clean_apt" cty:"clean_apt" hcl:"clean_apt"`
+	CleanJournal        *bool             `mapstructure:"clean_journal" cty:"clean_journal" hcl:"clean_journal"`
+	ExtraPaths          []string          `mapstructure:"extra_paths" cty:"extra_paths" hcl:"extra_paths"`
+	FactsFile           *string           `mapstructure:"facts_file" cty:"facts_file" hcl:"facts_file"`
 	DryRun              *bool             `mapstructure:"dry_run" cty:"dry_run" hcl:"dry_run"`
+	ShutdownAfter       *bool             `mapstructure:"shutdown_after" cty:"shutdown_after" hcl:"shutdown_after"`
+	ShutdownDelay       *string           `mapstructure:"shutdown_delay" cty:"shutdown_delay" hcl:"shutdown_delay"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -41,7 +58,24 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"packer_on_error":            &hcldec.AttrSpec{Name: "packer_on_error", Type: cty.String, Required: false},
 		"packer_user_variables":      &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
 		"packer_sensitive_variables": &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
+		"user":                       &hcldec.AttrSpec{Name: "user", Type: cty.String, Required: false},
+		"execute_command":            &hcldec.AttrSpec{Name: "execute_command", Type: cty.String, Required: false},
+		"remote_folder":              &hcldec.AttrSpec{Name: "remote_folder", Type: cty.String, Required: false},
+		"keep_passwd_backups":        &hcldec.AttrSpec{Name: "keep_passwd_backups", Type: cty.Bool, Required: false},
+		"machine_id":                 &hcldec.AttrSpec{Name: "machine_id", Type: cty.String, Required: false},
+		"remove_cloud_seed":          &hcldec.AttrSpec{Name: "remove_cloud_seed", Type: cty.Bool, Required: false},
+		"remove_ssh_host_keys":       &hcldec.AttrSpec{Name: "remove_ssh_host_keys", Type: cty.Bool, Required: false},
+		"remove_random_seed":         &hcldec.AttrSpec{Name: "remove_random_seed", Type: cty.Bool, Required: false},
+		"remove_dhcp_leases":         &hcldec.AttrSpec{Name: "remove_dhcp_leases", Type: cty.Bool, Required: false},
+		"clean_tmp":                  &hcldec.AttrSpec{Name: "clean_tmp", Type: cty.Bool, Required: false},
+		"remove_shell_history":       &hcldec.AttrSpec{Name: "remove_shell_history", Type: cty.Bool, Required: false},
+		"clean_apt":                  &hcldec.AttrSpec{Name: "clean_apt", Type: cty.Bool, Required: false},
+		"clean_journal":              &hcldec.AttrSpec{Name: "clean_journal", Type: cty.Bool, Required: false},
+		"extra_paths":                &hcldec.AttrSpec{Name: "extra_paths", Type: cty.List(cty.String), Required: false},
+		"facts_file":                 &hcldec.AttrSpec{Name: "facts_file", Type: cty.String, Required: false},
 		"dry_run":                    &hcldec.AttrSpec{Name: "dry_run", Type: cty.Bool, Required: false},
+		"shutdown_after":             &hcldec.AttrSpec{Name: "shutdown_after", Type: cty.Bool, Required: false},
+		"shutdown_delay":             &hcldec.AttrSpec{Name: "shutdown_delay", Type: cty.String, Required: false},
 	}
 	return s
 }

@@ -1,0 +1,244 @@
+package cloudinitreset
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+)
+
+//go:embed apply.sh.tmpl
+var applyScriptTemplate string
+
+var applyTmpl = template.Must(template.New("apply.sh").Funcs(template.FuncMap{"q": shellQuote}).Parse(applyScriptTemplate))
+
+// ApplyOptions are the settings of the apply script besides the plan.
+type ApplyOptions struct {
+	Nonce             string // marks the report's DONE line; letters and digits
+	DryRun            bool
+	KeepPasswdBackups bool
+	MachineID         string // MachineIDEmpty or MachineIDUninitialized
+	RemoveCloudSeed   bool
+
+	RemoveSSHHostKeys  bool
+	RemoveRandomSeed   bool
+	RemoveDHCPLeases   bool
+	CleanTmp           bool
+	RemoveShellHistory bool
+	CleanApt           bool
+	CleanJournal       bool
+
+	ExtraPaths    []string // validated by checkExtraPath
+	ShutdownAfter bool
+	ShutdownDelay time.Duration
+}
+
+// Bundle is what goes to the guest's temporary directory: the apply script
+// and the new contents of the files it installs.
+type Bundle struct {
+	Script   string
+	Files    map[string][]byte // name in the temporary directory -> contents
+	Changed  []string          // guest paths that change (rewritten or deleted)
+	Messages []string          // decisions made here, for the report
+}
+
+// Names of the account files, in the order of accounts.Plan.Changed.
+var accountFiles = []string{"passwd", "shadow", "group", "gshadow", "subuid", "subgid"}
+
+type fileChange struct {
+	Path   string // guest path
+	Upload string // name in the temporary directory ("" for a removal)
+	OldSHA string
+	NewSHA string
+}
+
+type applyData struct {
+	ApplyOptions
+	User          string
+	UID           int    // -1 when the user is absent
+	RemovedGID    int    // GID of the removed personal group; -1 if none
+	Home          string // home to remove; "" for none
+	KeptGroup     bool
+	Accounts      []fileChange
+	SudoersWrite  []fileChange
+	SudoersRemove []fileChange
+	VitalCase     string
+	ShutdownSecs  int
+}
+
+var nonceRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
+
+// BuildApply generates the apply script for plan. orig maps each guest path
+// that was read to the sha256 of the contents read (see Collected.SHA256);
+// the script refuses to change a file whose contents differ from that.
+func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) (*Bundle, error) {
+	if !nonceRE.MatchString(opts.Nonce) {
+		return nil, errors.New("apply: the nonce must be 1 to 64 letters or digits")
+	}
+	switch opts.MachineID {
+	case MachineIDEmpty, MachineIDUninitialized:
+	default:
+		return nil, fmt.Errorf("apply: unknown machine_id %q", opts.MachineID)
+	}
+	for i, p := range opts.ExtraPaths {
+		if err := checkExtraPath(p); err != nil {
+			return nil, fmt.Errorf("apply: extra_paths[%d]: %v", i, err)
+		}
+	}
+	b := &Bundle{Files: map[string][]byte{}}
+	d := applyData{
+		ApplyOptions: opts,
+		User:         plan.User,
+		UID:          plan.UID,
+		RemovedGID:   -1,
+		KeptGroup:    plan.KeptGroupReason != "",
+		VitalCase:    strings.Join(vitalPaths, " | "),
+		ShutdownSecs: int(opts.ShutdownDelay / time.Second),
+	}
+	if d.UID < 0 {
+		d.UID = -1
+	}
+	if plan.RemovedGroup != "" {
+		d.RemovedGID = plan.GID
+	}
+	if opts.ShutdownAfter && d.ShutdownSecs < 1 {
+		return nil, errors.New("apply: shutdown_delay must be at least 1s")
+	}
+
+	home, why := removableHome(plan)
+	d.Home = home
+	if why != "" {
+		b.Messages = append(b.Messages, why)
+	}
+
+	sha := func(p string) (string, error) {
+		s, ok := orig[p]
+		if !ok {
+			return "", fmt.Errorf("apply: no sha256 for %s, which the plan changes", p)
+		}
+		return s, nil
+	}
+	for _, name := range plan.Changed {
+		content, ok := plan.File(name)
+		if !ok {
+			return nil, fmt.Errorf("apply: unknown account file %q in the plan", name)
+		}
+		p := "/etc/" + name
+		old, err := sha(p)
+		if err != nil {
+			return nil, err
+		}
+		d.Accounts = append(d.Accounts, fileChange{Path: p, Upload: name, OldSHA: old, NewSHA: sha256Hex(content)})
+		b.Files[name] = content
+		b.Changed = append(b.Changed, p)
+	}
+	names := make([]string, 0, len(plan.SudoersWrite))
+	for name := range plan.SudoersWrite {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if !safeDropInName(name) {
+			return nil, fmt.Errorf("apply: unexpected sudoers drop-in name %q", name)
+		}
+		p := "/etc/sudoers.d/" + name
+		old, err := sha(p)
+		if err != nil {
+			return nil, err
+		}
+		up := "sudoers." + name
+		content := plan.SudoersWrite[name]
+		d.SudoersWrite = append(d.SudoersWrite, fileChange{Path: p, Upload: up, OldSHA: old, NewSHA: sha256Hex(content)})
+		b.Files[up] = content
+		b.Changed = append(b.Changed, p)
+	}
+	for _, name := range plan.SudoersRemove {
+		if !safeDropInName(name) {
+			return nil, fmt.Errorf("apply: unexpected sudoers drop-in name %q", name)
+		}
+		p := "/etc/sudoers.d/" + name
+		old, err := sha(p)
+		if err != nil {
+			return nil, err
+		}
+		d.SudoersRemove = append(d.SudoersRemove, fileChange{Path: p, OldSHA: old})
+		b.Changed = append(b.Changed, p)
+	}
+
+	var sb strings.Builder
+	if err := applyTmpl.Execute(&sb, d); err != nil {
+		return nil, fmt.Errorf("apply: %v", err)
+	}
+	b.Script = sb.String()
+	return b, nil
+}
+
+// removableHome returns the home directory the script may remove (it also
+// checks, on the guest, that the directory belongs to the user), or "" and
+// the reason it will not.
+func removableHome(plan *accounts.Plan) (home, why string) {
+	if !plan.Present || plan.Home == "" {
+		return "", ""
+	}
+	h := plan.Home
+	switch {
+	case !path.IsAbs(h):
+		return "", fmt.Sprintf("kept the home %q of %s: not an absolute path", h, plan.User)
+	case isVital(path.Clean(h)):
+		return "", fmt.Sprintf("kept the home %s of %s: it is vital to the system", h, plan.User)
+	}
+	return path.Clean(h), ""
+}
+
+// safeDropInName reports names that sudo reads from /etc/sudoers.d and
+// that need no care in a shell script.
+func safeDropInName(name string) bool {
+	return name != "" && !strings.HasPrefix(name, ".") && strings.Trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// maskSecrets replaces the password field of shadow and gshadow lines with
+// a placeholder when it holds a hash, so that diffs can go into build logs.
+func maskSecrets(name string, b []byte) []byte {
+	if b == nil || (name != "shadow" && name != "gshadow") {
+		return b
+	}
+	lines := bytes.SplitAfter(b, []byte("\n"))
+	var out bytes.Buffer
+	for _, l := range lines {
+		s := string(l)
+		f := strings.SplitN(s, ":", 3)
+		if len(f) == 3 && !strings.HasPrefix(s, "#") {
+			pw := f[1]
+			locked := strings.HasPrefix(pw, "!")
+			if len(strings.TrimLeft(pw, "!*")) > 0 {
+				pw = "<hash>"
+				if locked {
+					pw = "!<hash>"
+				}
+			}
+			s = f[0] + ":" + pw + ":" + f[2]
+		}
+		out.WriteString(s)
+	}
+	return out.Bytes()
+}

@@ -1,0 +1,262 @@
+package cloudinitreset
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+)
+
+// The collect script runs as root before anything changes. It only reads:
+// the account files, /etc/login.defs, /etc/sudoers.d/*, os-release, and the
+// facts (kernel, cloud-init version, installed packages). It prints them in
+// a line protocol that parseCollect reads:
+//
+//	BEGIN <nonce>
+//	FILE <sha256> <path>     then the contents in base64, then END
+//	NOFILE <path>
+//	FACT kernel <release>
+//	FACT cloud-init <version output>
+//	PKG<TAB><status><TAB><name><TAB><version>
+//	NOTE <text>
+//	DONE <nonce>
+//
+// Lines before BEGIN (a sudo lecture, a pty's noise) are ignored, and each
+// file's sha256 is checked after decoding, so a corrupted transfer is
+// caught. ROOT (environment) reads below that directory instead of /.
+const collectScriptTemplate = `#!/bin/sh
+# cloudimg-cloudinit-reset: read the account files and the guest facts.
+# Generated; read-only. ROOT (environment) reads below that directory.
+set -u
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+LC_ALL=C
+export LC_ALL
+ROOT=${ROOT:-}
+ROOT=${ROOT%/}
+NONCE=@NONCE@
+
+say() { printf '%s\n' "$*"; }
+
+emit() {
+	f=$ROOT$1
+	if [ -f "$f" ] && [ -r "$f" ]; then
+		say "FILE $(sha256sum < "$f" | cut -d' ' -f1) $1"
+		base64 < "$f"
+		say END
+	else
+		say "NOFILE $1"
+	fi
+}
+
+say "BEGIN $NONCE"
+for n in passwd shadow group gshadow subuid subgid login.defs; do
+	emit "/etc/$n"
+done
+if [ -f "$ROOT/etc/os-release" ]; then emit /etc/os-release; else emit /usr/lib/os-release; fi
+if [ -d "$ROOT/etc/sudoers.d" ]; then
+	for f in "$ROOT"/etc/sudoers.d/* "$ROOT"/etc/sudoers.d/.[!.]*; do
+		if [ ! -f "$f" ] || [ -L "$f" ]; then continue; fi
+		n=${f##*/}
+		case $n in
+		*[!A-Za-z0-9._~@+-]*) say "NOTE /etc/sudoers.d: skipped an entry with an unusual name"; continue ;;
+		esac
+		emit "/etc/sudoers.d/$n"
+	done
+fi
+say "FACT kernel $(uname -r 2>/dev/null || true)"
+if [ -z "$ROOT" ] && command -v cloud-init >/dev/null 2>&1; then
+	say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
+fi
+if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
+	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
+elif [ -z "$ROOT" ] && command -v rpm >/dev/null 2>&1; then
+	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' 2>/dev/null || say "NOTE rpm -qa failed"
+fi
+say "DONE $NONCE"
+`
+
+// CollectScript returns the collect script for nonce (letters and digits).
+func CollectScript(nonce string) string {
+	return strings.Replace(collectScriptTemplate, "@NONCE@", nonce, 1)
+}
+
+// Collected is what the collect script read from the guest.
+type Collected struct {
+	Files   accounts.Files    // account files, login.defs and sudoers drop-ins
+	SHA256  map[string]string // guest path -> sha256 of the contents read
+	Facts   Facts             // without Reset
+	Notes   []string
+	present map[string]bool
+}
+
+// Exists reports whether the collect script found the guest file path.
+func (c *Collected) Exists(path string) bool { return c.present[path] }
+
+// ParseCollect parses the collect script's output.
+func ParseCollect(out []byte, nonce string) (*Collected, error) {
+	c := &Collected{
+		SHA256:  map[string]string{},
+		present: map[string]bool{},
+		Facts:   Facts{OSRelease: map[string]string{}, Packages: []Package{}},
+	}
+	contents := map[string][]byte{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+	begun, done := false, false
+	var cur string // path of the FILE block being read
+	var curSHA string
+	var b64 strings.Builder
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if !begun {
+			if line == "BEGIN "+nonce {
+				begun = true
+			}
+			continue
+		}
+		if cur != "" {
+			if line != "END" {
+				b64.WriteString(strings.TrimSpace(line))
+				continue
+			}
+			data, err := base64.StdEncoding.DecodeString(b64.String())
+			if err != nil {
+				return nil, fmt.Errorf("reading %s from the guest: bad base64: %v", cur, err)
+			}
+			sum := sha256.Sum256(data)
+			if hex.EncodeToString(sum[:]) != curSHA {
+				return nil, fmt.Errorf("reading %s from the guest: the contents do not match their sha256 (corrupted transfer?)", cur)
+			}
+			contents[cur], c.SHA256[cur], c.present[cur] = data, curSHA, true
+			cur = ""
+			b64.Reset()
+			continue
+		}
+		word, rest, _ := strings.Cut(line, " ")
+		switch {
+		case word == "FILE":
+			sha, p, ok := strings.Cut(rest, " ")
+			if !ok || len(sha) != 64 || !strings.HasPrefix(p, "/") {
+				return nil, fmt.Errorf("collect output: bad line %q", line)
+			}
+			cur, curSHA = p, sha
+		case word == "NOFILE":
+		case word == "FACT":
+			k, v, _ := strings.Cut(rest, " ")
+			switch k {
+			case "kernel":
+				c.Facts.Kernel = strings.TrimSpace(v)
+			case "cloud-init":
+				c.Facts.CloudInitVersion = cloudInitVersion(v)
+			}
+		case strings.HasPrefix(line, "PKG\t"):
+			f := strings.Split(line, "\t")
+			if len(f) == 4 && f[2] != "" && installed(f[1]) {
+				c.Facts.Packages = append(c.Facts.Packages, Package{Name: f[2], Version: f[3]})
+			}
+		case word == "NOTE":
+			c.Notes = append(c.Notes, rest)
+		case line == "DONE "+nonce:
+			done = true
+		}
+		if done {
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("collect output: %v", err)
+	}
+	switch {
+	case !begun:
+		return nil, errors.New("the collect script printed no BEGIN marker (did it run?)")
+	case !done:
+		return nil, errors.New("the collect script's output is incomplete (no DONE marker)")
+	}
+	if !c.present["/etc/passwd"] {
+		return nil, fmt.Errorf("the guest has no readable /etc/passwd")
+	}
+	f := &c.Files
+	f.Passwd, f.Shadow, f.Group = contents["/etc/passwd"], contents["/etc/shadow"], contents["/etc/group"]
+	f.Gshadow, f.Subuid, f.Subgid = contents["/etc/gshadow"], contents["/etc/subuid"], contents["/etc/subgid"]
+	f.LoginDefs = contents["/etc/login.defs"]
+	for p, data := range contents {
+		if name, ok := strings.CutPrefix(p, "/etc/sudoers.d/"); ok {
+			if f.Sudoers == nil {
+				f.Sudoers = map[string][]byte{}
+			}
+			f.Sudoers[name] = data
+		}
+	}
+	osr := contents["/etc/os-release"]
+	if osr == nil {
+		osr = contents["/usr/lib/os-release"]
+	}
+	c.Facts.OSRelease = ParseOSRelease(osr)
+	sort.Slice(c.Facts.Packages, func(i, j int) bool {
+		a, b := c.Facts.Packages[i], c.Facts.Packages[j]
+		return a.Name < b.Name || a.Name == b.Name && a.Version < b.Version
+	})
+	return c, nil
+}
+
+// installed reports whether a dpkg ${Status} ("install ok installed") or
+// the rpm placeholder "installed" means an installed package.
+func installed(status string) bool {
+	f := strings.Fields(status)
+	return len(f) > 0 && f[len(f)-1] == "installed"
+}
+
+// cloudInitVersion extracts the version from `cloud-init --version`
+// output ("/usr/bin/cloud-init 22.4.2", "cloud-init 24.1.3-0ubuntu3").
+func cloudInitVersion(out string) string {
+	f := strings.Fields(out)
+	if len(f) == 0 {
+		return ""
+	}
+	return f[len(f)-1]
+}
+
+// ParseOSRelease parses os-release(5) contents: KEY=value lines, values
+// optionally in double or single quotes with backslash escapes in double
+// quotes. Comments, blank and malformed lines are skipped.
+func ParseOSRelease(b []byte) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\"'") {
+			continue
+		}
+		m[k] = unquoteOSRelease(v)
+	}
+	return m
+}
+
+func unquoteOSRelease(v string) string {
+	if len(v) >= 2 && v[0] == '\'' && v[len(v)-1] == '\'' {
+		return v[1 : len(v)-1]
+	}
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+		var sb strings.Builder
+		for i := 0; i < len(v); i++ {
+			if v[i] == '\\' && i+1 < len(v) {
+				i++
+			}
+			sb.WriteByte(v[i])
+		}
+		return sb.String()
+	}
+	return v
+}
