@@ -70,7 +70,7 @@ func (r *run) provision(ctx context.Context) error {
 		return err
 	}
 	for _, n := range got.Notes {
-		r.ui.Message(n)
+		r.ui.Say(n)
 	}
 
 	// 2. Plan.
@@ -88,7 +88,7 @@ func (r *run) provision(ctx context.Context) error {
 	}
 	messages := append(append([]string{}, plan.Messages...), bundle.Messages...)
 	for _, m := range messages {
-		r.ui.Message(m)
+		r.ui.Say(m)
 	}
 	r.showDiffs(got, plan)
 
@@ -140,7 +140,7 @@ func (r *run) provision(ctx context.Context) error {
 		}
 		log.Printf("cloudimg-cloudinit-reset: wrote the guest facts to %s", factsPath)
 	} else {
-		r.ui.Message("No facts file: the builder published no FactsFile and facts_file is unset; the guest facts are not saved")
+		r.ui.Say("No facts file: the builder published no FactsFile and facts_file is unset; the guest facts are not saved")
 	}
 	return r.verdict(runErr, status, res)
 }
@@ -160,10 +160,10 @@ func (r *run) verdict(runErr error, status int, res *ApplyResult) error {
 	case res.Done && res.OK:
 		if runErr != nil || (status != 0 && status != packersdk.CmdDisconnect) {
 			// The report is complete and good; only the session's end was rough.
-			r.ui.Message(fmt.Sprintf("The session ended with status %d (%v) after a complete, passing report", status, runErr))
+			r.ui.Say(fmt.Sprintf("The session ended with status %d (%v) after a complete, passing report", status, runErr))
 		}
 		if status == packersdk.CmdDisconnect {
-			r.ui.Message("The SSH session ended after the report; every check had passed")
+			r.ui.Say("The SSH session ended after the report; every check had passed")
 		}
 		if r.cfg.DryRun {
 			r.ui.Say("Dry run: nothing was changed; the build user is still in the image")
@@ -271,7 +271,7 @@ func (r *run) showDiffs(got *Collected, plan *accounts.Plan) {
 		r.ui.Say("Changes:")
 	}
 	for _, l := range strings.Split(strings.TrimSuffix(sb.String(), "\n"), "\n") {
-		r.ui.Message(l)
+		r.ui.Say(l)
 	}
 }
 
