@@ -14,6 +14,7 @@ const (
 	StateSourceImageChecksum = "source_image_checksum"
 	StateGuestFacts          = "guest_facts"
 	StateFormat              = "format"
+	StateStartedAt           = "started_at"
 )
 
 // Artifact is the built image.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
 	"github.com/hashicorp/packer-plugin-sdk/communicator"
@@ -45,6 +46,7 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 
 func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook, driver Driver) (packersdk.Artifact, error) {
 	cfg := &b.config
+	started := time.Now()
 	state := new(multistep.BasicStateBag)
 	state.Put("config", cfg)
 	state.Put("driver", driver)
@@ -105,6 +107,7 @@ func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook,
 			StateSourceImageURL:      cfg.ISOUrls[0],
 			StateSourceImageChecksum: cfg.ISOChecksum,
 			StateFormat:              cfg.Format,
+			StateStartedAt:           started.UTC().Format(time.RFC3339),
 		},
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {

@@ -18,8 +18,13 @@ type FlatConfig struct {
 	PackerOnError       *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
 	PackerUserVars      map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
 	PackerSensitiveVars []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	Output              *string           `mapstructure:"output" cty:"output" hcl:"output"`
 	Repository          *string           `mapstructure:"repository" cty:"repository" hcl:"repository"`
+	Name                *string           `mapstructure:"name" cty:"name" hcl:"name"`
 	Labels              map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
+	ChecksumTypes       []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
+	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
+	VCSDirectory        *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -42,8 +47,13 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"packer_on_error":            &hcldec.AttrSpec{Name: "packer_on_error", Type: cty.String, Required: false},
 		"packer_user_variables":      &hcldec.AttrSpec{Name: "packer_user_variables", Type: cty.Map(cty.String), Required: false},
 		"packer_sensitive_variables": &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
+		"output":                     &hcldec.AttrSpec{Name: "output", Type: cty.String, Required: false},
 		"repository":                 &hcldec.AttrSpec{Name: "repository", Type: cty.String, Required: false},
+		"name":                       &hcldec.AttrSpec{Name: "name", Type: cty.String, Required: false},
 		"labels":                     &hcldec.AttrSpec{Name: "labels", Type: cty.Map(cty.String), Required: false},
+		"checksum_types":             &hcldec.AttrSpec{Name: "checksum_types", Type: cty.List(cty.String), Required: false},
+		"build_name":                 &hcldec.AttrSpec{Name: "build_name", Type: cty.String, Required: false},
+		"vcs_directory":              &hcldec.AttrSpec{Name: "vcs_directory", Type: cty.String, Required: false},
 	}
 	return s
 }
