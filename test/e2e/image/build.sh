@@ -233,6 +233,10 @@ mkdir -p "$ROOT/etc/cloud/cloud.cfg.d"
 cat >"$ROOT/etc/cloud/cloud.cfg.d/01_cloudimg.cfg" <<'EOF'
 manage_etc_hosts: true
 EOF
+# System locale C.UTF-8, as on official images. Without /etc/default/locale,
+# cloud-init's locale module wants en_US.UTF-8, and Debian's locale-gen ignores
+# its argument, so update-locale fails and cloud-init ends in "status: error".
+echo LANG=C.UTF-8 >"$ROOT/etc/default/locale"
 
 # /proc is the one mount the package scripts want (debootstrap does the same).
 mount -t proc proc "$ROOT/proc"
@@ -301,6 +305,15 @@ rm -f "$ROOT/etc/resolv.conf"        # the host's copy; dhclient writes the gues
 rm -rf "$ROOT"/tmp/* "$ROOT"/var/tmp/* "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/bootstrap.log
 find "$ROOT/var/cache/apt" -name '*.bin' -delete
 
+# Sanity checks on the tree that becomes the filesystem.
+for f in usr/bin/cloud-init usr/bin/growpart usr/sbin/resize2fs usr/sbin/sshd usr/bin/sudo \
+  usr/sbin/dhclient usr/sbin/ifup usr/bin/ip usr/sbin/useradd usr/sbin/adduser; do
+  [[ -x $ROOT/$f ]] || die "/$f missing from the image"
+done
+[[ -f $ROOT/etc/machine-id && ! -s $ROOT/etc/machine-id ]] || die "/etc/machine-id not empty"
+[[ ! -e $ROOT/var/lib/dbus/machine-id && ! -e $ROOT/var/lib/cloud ]] || die "boot state left in the image"
+! compgen -G "$ROOT/etc/ssh/ssh_host_*" >/dev/null || die "SSH host keys left in the image"
+
 # --------------------------------------------------------------------- disk --
 log "writing the disk image"
 DISK_SECTORS=$((DISK_SIZE_MIB * 2048))
@@ -309,6 +322,7 @@ truncate -s "${DISK_SIZE_MIB}M" "$DISK"
 # MBR ("dos") label, one bootable Linux partition from 1 MiB to the end.
 sfdisk --quiet "$DISK" <<EOF
 label: dos
+label-id: 0x$(cut -c1-8 <<<"$ROOT_UUID")
 start=$PART_START, size=$PART_SECTORS, type=83, bootable
 EOF
 # The filesystem goes straight into the file at the partition's offset. The
