@@ -61,52 +61,63 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 have_time=0
 [[ -x /usr/bin/time ]] && /usr/bin/time -v true >/dev/null 2>&1 && have_time=1
 
-s256_times=() go_times=() go256_times=() rss=() hwm=()
-ref=""
-for ((i = 1; i <= runs; i++)); do
+# timed OUTFILE CMD...: runs CMD with stdout to OUTFILE; sets wall_ns, and
+# cpu_ms (user+sys) and rss_kib when /usr/bin/time is available.
+timed() {
+	local out=$1
+	shift
+	local t0 t1
 	t0=$(now_ns)
-	ref=$(sha256sum "$data" | cut -d' ' -f1)
-	t1=$(now_ns)
-	s256_times+=($((t1 - t0)))
-
-	t0=$(now_ns)
-	if (( have_time )); then
-		out=$(/usr/bin/time -v -o "$work/time.txt" "$bin" -file "$data" -algos sha256,sha512)
+	if ((have_time)); then
+		/usr/bin/time -v -o "$work/time.txt" "$@" >"$out"
 	else
-		out=$("$bin" -file "$data" -algos sha256,sha512)
+		"$@" >"$out"
 	fi
 	t1=$(now_ns)
-	go_times+=($((t1 - t0)))
-	got=$(sed -n 's/^sha256=//p' <<<"$out")
-	[[ $got == "$ref" ]] || { echo "sha256 mismatch: go $got, sha256sum $ref" >&2; exit 1; }
-	hwm+=("$(sed -n 's/^vmhwm_kib=//p' <<<"$out")")
-	if (( have_time )); then
-		rss+=("$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")")
+	wall_ns=$((t1 - t0))
+	cpu_ms="" rss_kib=""
+	if ((have_time)); then
+		cpu_ms=$(awk -F': ' '/User time|System time/ {s += $2} END {printf "%d", s * 1000}' "$work/time.txt")
+		rss_kib=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
 	fi
+}
+secs() { awk -v n="$1" 'BEGIN {printf "%.2f", n / 1e9}'; }
 
-	t0=$(now_ns)
-	"$bin" -file "$data" -algos sha256 >/dev/null
-	t1=$(now_ns)
-	go256_times+=($((t1 - t0)))
-	echo "run $i: sha256sum $(awk -v n=${s256_times[-1]} 'BEGIN{printf "%.2f", n/1e9}')s, go sha256+sha512 $(awk -v n=${go_times[-1]} 'BEGIN{printf "%.2f", n/1e9}')s, go sha256 $(awk -v n=${go256_times[-1]} 'BEGIN{printf "%.2f", n/1e9}')s"
+s256_wall=() s256_cpu=() go_wall=() go_cpu=() go256_wall=() rss=() hwm=()
+for ((i = 1; i <= runs; i++)); do
+	timed "$work/s256.out" sha256sum "$data"
+	ref=$(cut -d' ' -f1 "$work/s256.out")
+	s256_wall+=("$wall_ns") s256_cpu+=("$cpu_ms")
+
+	timed "$work/go.out" "$bin" -file "$data" -algos sha256,sha512
+	got=$(sed -n 's/^sha256=//p' "$work/go.out")
+	[[ $got == "$ref" ]] || { echo "sha256 mismatch: go $got, sha256sum $ref" >&2; exit 1; }
+	go_wall+=("$wall_ns") go_cpu+=("$cpu_ms") rss+=("$rss_kib")
+	hwm+=("$(sed -n 's/^vmhwm_kib=//p' "$work/go.out")")
+
+	timed "$work/go256.out" "$bin" -file "$data" -algos sha256
+	go256_wall+=("$wall_ns")
+	echo "run $i: sha256sum $(secs "${s256_wall[-1]}")s, go sha256+sha512 $(secs "${go_wall[-1]}")s, go sha256 only $(secs "${go256_wall[-1]}")s (wall)"
 done
 
-m_s256=$(printf '%s\n' "${s256_times[@]}" | median)
-m_go=$(printf '%s\n' "${go_times[@]}" | median)
-m_go256=$(printf '%s\n' "${go256_times[@]}" | median)
+med() { printf '%s\n' "$@" | median; }
+m_s256=$(med "${s256_wall[@]}")
+m_go=$(med "${go_wall[@]}")
+m_go256=$(med "${go256_wall[@]}")
 mbps() { awk -v b="$bytes" -v ns="$1" 'BEGIN {printf "%.1f", b / 1e6 / (ns / 1e9)}'; }
 
 echo
-echo "file:                         $bytes bytes ($size_spec), random data, page cache warm"
-echo "cpu:                          $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null), $(nproc) cores, sha_ni: $(grep -qw sha_ni /proc/cpuinfo 2>/dev/null && echo yes || echo no)"
-echo "load average (1/5/15 min):    $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "sha256sum (median of $runs):       $(mbps "$m_s256") MB/s"
-echo "go sha256+sha512 (median of $runs): $(mbps "$m_go") MB/s"
-echo "go sha256 only (median of $runs):   $(mbps "$m_go256") MB/s"
-echo "ratio go sha256+sha512 / sha256sum: $(awk -v a="$m_s256" -v b="$m_go" 'BEGIN {printf "%.2f", a / b}')x"
-if (( have_time )); then
-	echo "go peak RSS (/usr/bin/time -v):     max $(printf '%s\n' "${rss[@]}" | sort -n | tail -1) KiB"
+echo "file:         $bytes bytes ($size_spec) of random data, page cache warm, $runs runs each, medians"
+echo "cpu:          $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null), $(nproc) cores, sha_ni: $(grep -qw sha_ni /proc/cpuinfo 2>/dev/null && echo yes || echo no)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews wall-clock figures)"
+echo "sha256sum:                  $(mbps "$m_s256") MB/s"
+echo "go sha256+sha512 one pass:  $(mbps "$m_go") MB/s"
+echo "go sha256 only:             $(mbps "$m_go256") MB/s"
+echo "ratio (go sha256+sha512 / sha256sum): $(awk -v a="$m_s256" -v b="$m_go" 'BEGIN {printf "%.2f", a / b}')x"
+if ((have_time)); then
+	echo "cpu time (user+sys): sha256sum $(awk -v m="$(med "${s256_cpu[@]}")" 'BEGIN {printf "%.2f", m / 1000}')s, go sha256+sha512 $(awk -v m="$(med "${go_cpu[@]}")" 'BEGIN {printf "%.2f", m / 1000}')s"
+	echo "go peak RSS (/usr/bin/time -v): max $(printf '%s\n' "${rss[@]}" | sort -n | tail -1) KiB"
 fi
 if [[ -n ${hwm[0]:-} ]]; then
-	echo "go peak RSS (VmHWM, self):          max $(printf '%s\n' "${hwm[@]}" | sort -n | tail -1) KiB"
+	echo "go peak RSS (VmHWM, self):      max $(printf '%s\n' "${hwm[@]}" | sort -n | tail -1) KiB"
 fi
