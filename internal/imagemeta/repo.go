@@ -323,9 +323,21 @@ func moveAside(p string) (string, error) {
 	return dst, nil
 }
 
-// normalize sorts the images by path and recomputes Latest.
+// normalize keeps one entry per path (the last one, should a hand-edited
+// index list a path twice), sorts the images by path and recomputes Latest.
 func (idx *Index) normalize() {
 	idx.SchemaVersion = SchemaVersion
+	byPath := make(map[string]int, len(idx.Images))
+	images := idx.Images[:0]
+	for _, e := range idx.Images {
+		if i, ok := byPath[e.Path]; ok {
+			images[i] = e
+			continue
+		}
+		byPath[e.Path] = len(images)
+		images = append(images, e)
+	}
+	idx.Images = images
 	sort.Slice(idx.Images, func(i, j int) bool { return idx.Images[i].Path < idx.Images[j].Path })
 	latest := make(map[string]IndexEntry)
 	for i, e := range idx.Images {

@@ -185,6 +185,25 @@ func TestRepoReplaceSamePath(t *testing.T) {
 	}
 }
 
+func TestRepoDuplicatePathsInExistingIndex(t *testing.T) {
+	dir := t.TempDir()
+	dup := `{"schema_version":1,"images":[
+		{"name":"n","path":"a.img","id":"1","checksums":{"sha256":"` + sumHex("1") + `"},"size":1,"created":"2025-01-01T00:00:00Z"},
+		{"name":"n","path":"a.img","id":"2","checksums":{"sha256":"` + sumHex("2") + `"},"size":2,"created":"2025-01-02T00:00:00Z"}],
+		"latest":{}}`
+	os.WriteFile(filepath.Join(dir, IndexFile), []byte(dup), 0o644)
+	os.WriteFile(filepath.Join(dir, SumsFile), []byte(sumHex("2")+"  a.img\n"), 0o644)
+	r, warnings := newRepo(t, dir)
+	must(t, r.Add(IndexEntry{Name: "n"}, sumHex("b"), "b.img"))
+	checkConsistent(t, dir, []string{"a.img", "b.img"})
+	if idx := readIndexT(t, dir); idx.Images[0].ID != "2" {
+		t.Errorf("kept %+v, want the last duplicate", idx.Images[0])
+	}
+	if w := warnings(); len(w) != 0 {
+		t.Errorf("warnings: %v", w)
+	}
+}
+
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
