@@ -1,0 +1,111 @@
+# A Kubernetes node image from the Ubuntu 24.04 cloud image: Ansible installs
+# and configures the node, the reset provisioner makes the image boot as a new
+# cloud-init instance, and the metadata post-processor files it in a local
+# image repository. Build it with:
+#
+#   packer init .
+#   packer build .                              # development only
+#   packer build -var build_production=true .   # production and development
+#
+# `make demo` builds it offline on a locally built Debian 12 test image by
+# overriding iso_url, iso_checksum and install_packages.
+
+packer {
+  required_plugins {
+    cloudimg = {
+      source  = "github.com/packer-cloudimg/cloudimg"
+      version = ">= 0.0.1"
+    }
+    ansible = {
+      source  = "github.com/hashicorp/ansible"
+      version = ">= 1.0.3"
+    }
+  }
+}
+
+variable "image_id" {
+  type        = string
+  default     = ""
+  description = "Name of the image's folder in the repository; a timestamp when empty."
+}
+
+variable "build_production" {
+  type        = bool
+  default     = false
+  description = "Also build the production image (development is always built)."
+}
+
+variable "iso_url" {
+  type        = string
+  default     = "https://cloud-images.ubuntu.com/noble/20241004/noble-server-cloudimg-amd64.img"
+  description = "The Ubuntu 24.04 cloud image (a dated, immutable URL)."
+}
+
+variable "iso_checksum" {
+  type        = string
+  default     = "file:https://cloud-images.ubuntu.com/noble/20241004/SHA256SUMS"
+  description = "Its checksum: sha256:<hex>, or file:<URL of a SUMS file>."
+}
+
+variable "install_packages" {
+  type        = bool
+  default     = true
+  description = "Install containerd and the Kubernetes packages (needs the internet in the guest)."
+}
+
+variable "repository" {
+  type    = string
+  default = "image-repository-local"
+}
+
+locals {
+  image_id = var.image_id != "" ? var.image_id : formatdate("YYYYMMDDhhmmss", timestamp())
+  stages   = var.build_production ? ["production", "development"] : ["development"]
+  # The Ansible variable files also label the images in the repository.
+  stage_vars = { for s in ["production", "development"] : s => yamldecode(file("${path.root}/ansible-provisioner/var-${s}.yaml")) }
+}
+
+source "cloudimg-kvm" "node" {
+  iso_url          = var.iso_url
+  iso_checksum     = var.iso_checksum
+  output_directory = "${var.repository}/${local.image_id}"
+  disk_size        = "10G"
+  cpus             = 2
+  memory           = 2048
+}
+
+build {
+  dynamic "source" {
+    for_each = local.stages
+    labels   = ["cloudimg-kvm.node"]
+    content {
+      name    = source.value
+      vm_name = "ubuntu-2404-kubernetes-${source.value}.qcow2"
+    }
+  }
+
+  provisioner "ansible" {
+    playbook_file = "${path.root}/ansible-provisioner/kubernetes-node.yaml"
+    # Ansible connects straight to the guest with the builder's ephemeral key:
+    # the plugin's SSH proxy only offers ssh-rsa, which current OpenSSH refuses.
+    use_proxy = false
+    extra_arguments = [
+      "--extra-vars", "@${path.root}/ansible-provisioner/var-${source.name}.yaml",
+      "--extra-vars", "install_packages=${var.install_packages}",
+    ]
+    ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False"]
+  }
+
+  # Last: removes the build user and cloud-init's instance state. No cleanup
+  # tasks are needed in the playbook.
+  provisioner "cloudimg-cloudinit-reset" {}
+
+  post-processor "cloudimg-metadata" {
+    repository = var.repository
+    labels = {
+      stage              = source.name
+      kubernetes_version = local.stage_vars[source.name].kubernetes_version
+      cilium_version     = local.stage_vars[source.name].cilium_version
+    }
+  }
+}
