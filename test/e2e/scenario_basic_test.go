@@ -1,0 +1,126 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// TestScenarioBasic builds one image through the whole plugin (builder, a
+// shell provisioner writing a marker, the reset, the metadata
+// post-processor with a repository), checks the metadata and the
+// repository on the host, then boots the output twice at once, each with a
+// seed of its own (user, key, instance-id, hostname, MAC), and checks that
+// each boot is a cloud-init first boot of a clean image: the provisioned
+// marker is there, the build user and its key are not, and machine-id and
+// SSH host keys differ between the two.
+func TestScenarioBasic(t *testing.T) {
+	tm := newTimings(t)
+	img := testImage(t)
+	srcSum := testImageSHA256(t)
+	dir := copyScenario(t, "basic", testDir(t))
+
+	repo := filepath.Join(dir, "repository")
+	imageID := "basic-" + randHex(4)
+	token := "e2e-" + randHex(16)
+	vars := map[string]string{
+		"iso_url":      img,
+		"iso_checksum": "sha256:" + srcSum,
+		"repository":   repo,
+		"image_id":     imageID,
+		"marker_token": token,
+	}
+	start := time.Now()
+	runPacker(t, dir, packerArgs("build", vars, "build.pkr.hcl")...).mustSucceed(t)
+	tm.since("build", start)
+
+	rel := imageID + "/basic.qcow2"
+	output := filepath.Join(repo, rel)
+
+	// Host side: metadata beside the image, and the repository.
+	meta := checkMetadata(t, output, srcSum)
+	if meta.Image.Name != "" && meta.Image.Name != "basic.qcow2" {
+		t.Errorf("metadata: image.name %q, want basic.qcow2", meta.Image.Name)
+	}
+	if meta.Labels["scenario"] != "basic" {
+		t.Errorf("metadata: labels %v, want scenario=basic", meta.Labels)
+	}
+	if !meta.hasPackage("cloud-init") {
+		t.Errorf("metadata: the guest's package list has no cloud-init")
+	}
+	idx := checkRepository(t, repo, rel)
+	if e := idx.entry(rel); e != nil {
+		if e.Name != "basic" {
+			t.Errorf("index.json: image name %q, want the source name basic", e.Name)
+		}
+		if e.Labels["scenario"] != "basic" {
+			t.Errorf("index.json: labels %v, want scenario=basic", e.Labels)
+		}
+	}
+	if idx.Latest["basic"] != rel {
+		t.Errorf("index.json: latest[basic] = %q, want %q", idx.Latest["basic"], rel)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Guest side: two first boots of the output, side by side.
+	type result struct {
+		machineID string
+		hostKey   ssh.PublicKey
+	}
+	var mu sync.Mutex
+	results := map[string]result{}
+	start = time.Now()
+	bootOutputs(t, []vmOptions{{User: "alice"}, {User: "bob"}},
+		func(int) string { return output },
+		func(t *testing.T, _ int, v *vm) {
+			checkFirstBoot(t, v)
+
+			if got := strings.TrimSpace(v.MustRead("cat /etc/cloudimg-e2e-marker")); got != token {
+				t.Errorf("marker file: %q, want the build's token %q", got, token)
+			}
+
+			checkBuildUserGone(t, v)
+
+			// No key of the build anywhere: the only authorized_keys file is
+			// the new user's, and it holds only the new seed's key.
+			want := "/home/" + v.User + "/.ssh/authorized_keys"
+			found := strings.Fields(v.MustRead("sudo -n find / -xdev -name 'authorized_keys*' -print"))
+			if len(found) != 1 || found[0] != want {
+				t.Errorf("authorized_keys files in the guest: %q, want only %s", found, want)
+			}
+			pub := strings.Fields(string(mustReadFile(t, v.KeyPath+".pub")))
+			var keys []string
+			for _, l := range strings.Split(v.MustRead("sudo -n cat "+want), "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+					keys = append(keys, l)
+				}
+			}
+			if f := strings.Fields(strings.Join(keys, " ")); len(keys) != 1 || len(f) < 2 || f[0] != pub[0] || f[1] != pub[1] {
+				t.Errorf("%s holds %q, want only the new seed's key %s %s", want, keys, pub[0], pub[1])
+			}
+
+			mu.Lock()
+			results[v.User] = result{machineID: machineID(t, v), hostKey: v.HostKey()}
+			mu.Unlock()
+		})
+	tm.since("two boots", start)
+
+	a, b := results["alice"], results["bob"]
+	if a.machineID == "" || b.machineID == "" {
+		t.Fatalf("a boot did not get as far as reading /etc/machine-id")
+	}
+	if a.machineID == b.machineID {
+		t.Errorf("both boots of the image have /etc/machine-id %s: the reset did not clear it", a.machineID)
+	}
+	if sameKey(a.hostKey, b.hostKey) {
+		t.Errorf("both boots of the image present the SSH host key %s: the reset did not remove the host keys", ssh.FingerprintSHA256(a.hostKey))
+	}
+}

@@ -1,0 +1,68 @@
+# TestScenarioBasic: one image through the whole plugin: the builder, a shell
+# provisioner writing a marker, the reset, and the metadata post-processor
+# recording the image in a repository.
+packer {
+  required_plugins {
+    cloudimg = {
+      source  = "github.com/packer-cloudimg/cloudimg"
+      version = ">= 0.0.1"
+    }
+    ansible = {
+      source  = "github.com/hashicorp/ansible"
+      version = ">= 1.0.3"
+    }
+  }
+}
+
+variable "iso_url" {
+  type        = string
+  description = "The Debian 12 test cloud image (a local qcow2)."
+}
+
+variable "iso_checksum" {
+  type        = string
+  description = "sha256:<hex> of iso_url."
+}
+
+variable "repository" {
+  type        = string
+  description = "Image repository directory (index.json, SHA256SUMS)."
+}
+
+variable "image_id" {
+  type        = string
+  description = "Directory of this build's image inside the repository."
+}
+
+variable "marker_token" {
+  type        = string
+  description = "Random token written to /etc/cloudimg-e2e-marker."
+}
+
+source "cloudimg-kvm" "basic" {
+  iso_url          = var.iso_url
+  iso_checksum     = var.iso_checksum
+  output_directory = "${var.repository}/${var.image_id}"
+  vm_name          = "basic.qcow2"
+  serial_log_file  = "${path.cwd}/basic.serial.log"
+}
+
+build {
+  sources = ["source.cloudimg-kvm.basic"]
+
+  provisioner "shell" {
+    inline = [
+      "printf '%s\\n' '${var.marker_token}' | sudo -n tee /etc/cloudimg-e2e-marker >/dev/null",
+      "sudo -n chmod 0644 /etc/cloudimg-e2e-marker",
+    ]
+  }
+
+  provisioner "cloudimg-cloudinit-reset" {}
+
+  post-processor "cloudimg-metadata" {
+    repository = var.repository
+    labels = {
+      scenario = "basic"
+    }
+  }
+}
