@@ -107,7 +107,10 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 	cmd.Env = append(packerEnv(), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so that Signal reaches Packer and its children like
+	// a Ctrl-C; SIGTERM (which Packer handles like Ctrl-C) if the test
+	// binary dies, since a group of its own no longer dies with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 
 	p := &packerProc{t: t, cmd: cmd, dir: dir, args: args, outPath: outPath, done: make(chan struct{})}
 	t.Logf("packer %s (in %s)", strings.Join(args, " "), dir)
@@ -249,20 +252,28 @@ func (p *packerProc) Wait() *packerRun {
 			return
 		}
 		p.t.Logf("packer %s: exit %d after %s", strings.Join(p.args, " "), p.run.ExitCode, p.run.Duration.Round(100*time.Millisecond))
-		if left := waitGroupGone(p.cmd.Process.Pid, 15*time.Second); len(left) > 0 {
-			p.t.Errorf("processes left in packer's process group after it exited (killed now):\n%s", strings.Join(left, "\n"))
+		if left := waitLeftovers(p.cmd.Process.Pid, p.dir, 15*time.Second); len(left) > 0 {
+			p.t.Errorf("processes left behind by packer after it exited (killed now):\n%s", strings.Join(left, "\n"))
 			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			for _, l := range left {
+				pid, _, _ := strings.Cut(l, " ")
+				if n, err := strconv.Atoi(pid); err == nil {
+					_ = syscall.Kill(n, syscall.SIGKILL)
+				}
+			}
 		}
 	})
 	return p.run
 }
 
-// waitGroupGone waits up to timeout for the process group pgid to be empty
-// and returns what is still in it ("pid cmdline" lines).
-func waitGroupGone(pgid int, timeout time.Duration) []string {
+// waitLeftovers waits up to timeout for Packer's leftovers to go and returns
+// those still there ("pid cmdline" lines): processes in the process group
+// pgid, or whose command line names dir (a QEMU started in a group or
+// session of its own still names its files there).
+func waitLeftovers(pgid int, dir string, timeout time.Duration) []string {
 	deadline := time.Now().Add(timeout)
 	for {
-		left := groupMembers(pgid)
+		left := leftovers(pgid, dir)
 		if len(left) == 0 || time.Now().After(deadline) {
 			return left
 		}
@@ -270,7 +281,7 @@ func waitGroupGone(pgid int, timeout time.Duration) []string {
 	}
 }
 
-func groupMembers(pgid int) []string {
+func leftovers(pgid int, dir string) []string {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -295,11 +306,12 @@ func groupMembers(pgid int) []string {
 		if len(f) < 3 || f[0] == "Z" {
 			continue
 		}
-		if g, _ := strconv.Atoi(f[2]); g != pgid {
+		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmdline := strings.ReplaceAll(strings.TrimRight(string(cl), "\x00"), "\x00", " ")
+		if g, _ := strconv.Atoi(f[2]); g != pgid && (!strings.Contains(cmdline, dir+"/") || isHarnessVM(pid)) {
 			continue
 		}
-		cl, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		out = append(out, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(strings.TrimRight(string(cl), "\x00"), "\x00", " ")))
+		out = append(out, fmt.Sprintf("%d %s", pid, cmdline))
 	}
 	return out
 }
@@ -380,4 +392,25 @@ func serialLogs(dir string) []string {
 		return nil
 	})
 	return out
+}
+
+// TestPackerInterrupt checks the harness's Ctrl-C path without any VM: a
+// build that blocks until interrupted gets SIGINT on its process group,
+// cancels, exits non-zero, and leaves nothing running (Wait checks that).
+func TestPackerInterrupt(t *testing.T) {
+	dir := testDir(t)
+	p := startPacker(t, dir, "build", "-color=false", testdata(t, "interrupt", "interrupt.pkr.hcl"))
+	if _, err := p.WaitOutput(`harness-interrupt-ready`, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	case <-time.After(2 * time.Minute):
+		t.Fatal("packer did not exit within 2 minutes of SIGINT")
+	}
+	r := p.Wait()
+	r.mustFail(t, `(?i)interrupt|cancel`)
 }

@@ -450,6 +450,18 @@ func unregisterVM(c *exec.Cmd) {
 	delete(liveVMs.m, c)
 }
 
+// isHarnessVM reports whether pid is a QEMU that bootVM started.
+func isHarnessVM(pid int) bool {
+	liveVMs.Lock()
+	defer liveVMs.Unlock()
+	for c := range liveVMs.m {
+		if c.Process != nil && c.Process.Pid == pid {
+			return true
+		}
+	}
+	return false
+}
+
 func killAllVMs() int {
 	liveVMs.Lock()
 	defer liveVMs.Unlock()
