@@ -218,6 +218,9 @@ func TestProvision(t *testing.T) {
 	if r == nil || r.User != "packer" || r.RemovedGroup != "packer" || r.DryRun {
 		t.Fatalf("reset %+v", r)
 	}
+	if !slices.Equal(r.ChangedFiles, []string{"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid", "/etc/sudoers.d/90-cloud-init-users"}) {
+		t.Errorf("changed_files %v", r.ChangedFiles)
+	}
 	if !slices.Contains(r.ChangedFiles, "/etc/shadow") || !slices.Contains(r.RemovedPaths, "/home/packer") || len(r.Messages) == 0 {
 		t.Errorf("reset %+v", r)
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -120,7 +121,6 @@ func (r *run) provision(ctx context.Context) error {
 	report := &Report{
 		User:         user,
 		RemovedGroup: plan.RemovedGroup,
-		ChangedFiles: emptyIfNil(res.Changed),
 		RemovedPaths: emptyIfNil(res.Removed),
 		Messages:     emptyIfNil(append(messages, res.Notes...)),
 		Checks:       res.Checks,
@@ -129,9 +129,7 @@ func (r *run) provision(ctx context.Context) error {
 	if report.Checks == nil {
 		report.Checks = []Check{}
 	}
-	if cfg.DryRun {
-		report.ChangedFiles = emptyIfNil(bundle.Changed)
-	}
+	report.ChangedFiles = changedFiles(bundle.Changed, res, cfg.DryRun)
 	facts := got.Facts
 	facts.Reset = report
 	if factsPath != "" {
@@ -294,6 +292,19 @@ func (c *Config) applyOptions(nonce string) ApplyOptions {
 		ShutdownAfter:      c.ShutdownAfter,
 		ShutdownDelay:      c.ShutdownDelay,
 	}
+}
+
+// changedFiles lists the account files and sudoers drop-ins that the
+// apply script rewrote or deleted (in a dry run: would have), in the order
+// of planned.
+func changedFiles(planned []string, res *ApplyResult, dryRun bool) []string {
+	out := []string{}
+	for _, p := range planned {
+		if dryRun || slices.Contains(res.Changed, p) || slices.Contains(res.Removed, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func newNonce() (string, error) {

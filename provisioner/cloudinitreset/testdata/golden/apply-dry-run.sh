@@ -156,7 +156,7 @@ done
 # ------------------------------------------------------------------ disk --
 STEP=sync
 run_quiet sync
-run_system "fstrim -a" fstrim -a
+run_system "fstrim -av" fstrim -av
 
 # ----------------------------------------------------------------- check --
 say "DONE $NONCE ok"

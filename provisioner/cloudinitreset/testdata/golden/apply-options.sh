@@ -142,7 +142,7 @@ remove_glob "$ROOT"'/srv/it'\''s here'
 # ------------------------------------------------------------------ disk --
 STEP=sync
 run_quiet sync
-run_system "fstrim -a" fstrim -a
+run_system "fstrim -av" fstrim -av
 
 # ----------------------------------------------------------------- check --
 STEP=verify
