@@ -43,6 +43,9 @@ func (s *stepWaitSSH) Run(ctx context.Context, state multistep.StateBag) multist
 			ui.Say("SSH server is up: " + banner)
 			return multistep.ActionContinue
 		}
+		if line := kernelPanic(serial); line != "" {
+			return halt(state, fmt.Errorf("the guest kernel panicked while booting: %s\nLast lines of the serial console (%s):\n%s", line, serial, tailFile(serial, 30)))
+		}
 		select {
 		case <-ctx.Done():
 			return halt(state, ctx.Err())
@@ -56,6 +59,16 @@ func (s *stepWaitSSH) Run(ctx context.Context, state multistep.StateBag) multist
 }
 
 func (s *stepWaitSSH) Cleanup(multistep.StateBag) {}
+
+// kernelPanic returns the panic line of the serial console, if any.
+func kernelPanic(serial string) string {
+	for _, line := range strings.Split(tailFile(serial, 200), "\n") {
+		if i := strings.Index(line, "Kernel panic - not syncing"); i >= 0 {
+			return strings.TrimSpace(line[i:])
+		}
+	}
+	return ""
+}
 
 // sshBanner connects and reads the server's identification line.
 func sshBanner(addr string, timeout time.Duration) (string, bool) {

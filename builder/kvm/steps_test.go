@@ -1,0 +1,254 @@
+package kvm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+)
+
+// fakeDriver records calls and writes small files where qemu-img would.
+type fakeDriver struct {
+	info   ImageInfo
+	calls  []string
+	failOn string
+}
+
+func (d *fakeDriver) Info(path string) (*ImageInfo, error) {
+	d.calls = append(d.calls, "info "+path)
+	i := d.info
+	return &i, nil
+}
+
+func (d *fakeDriver) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, compress bool) error {
+	d.calls = append(d.calls, "convert "+srcFormat+" "+dstFormat+" "+map[bool]string{true: "-c", false: ""}[compress])
+	if d.failOn == "convert" {
+		os.WriteFile(dst, []byte("partial"), 0o644)
+		return errors.New("qemu-img: disk full")
+	}
+	return os.WriteFile(dst, []byte("image from "+filepath.Base(src)), 0o644)
+}
+
+func (d *fakeDriver) Overlay(backing, backingFormat, dst string) error {
+	d.calls = append(d.calls, "overlay "+backingFormat)
+	return os.WriteFile(dst, []byte("overlay"), 0o644)
+}
+
+func (d *fakeDriver) Resize(path, format string, size uint64) error {
+	d.calls = append(d.calls, "resize")
+	return nil
+}
+
+func (d *fakeDriver) Start(args []string, qmp string) (VM, error) { return newFakeVM(), nil }
+
+func stepState(t *testing.T, cfg *Config, d Driver) *multistep.BasicStateBag {
+	state := new(multistep.BasicStateBag)
+	state.Put("config", cfg)
+	state.Put("driver", d)
+	state.Put("ui", packersdk.TestUi(t))
+	return state
+}
+
+func TestCreateDiskSizes(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		diskSize string
+		backing  bool
+		want     string
+		fail     string
+	}{
+		{"", false, "convert qcow2 qcow2 ", ""},
+		{"", true, "overlay qcow2", ""},
+		{"4G", false, "resize", ""},
+		{"2G", false, "", ""}, // equal: no resize
+		{"1G", false, "", "smaller than the source"},
+	} {
+		cfg := &Config{DiskSize: tc.diskSize, UseBackingFile: tc.backing}
+		d := &fakeDriver{info: ImageInfo{Format: "qcow2", VirtualSize: 2 << 30}}
+		state := stepState(t, cfg, d)
+		state.Put("iso_path", filepath.Join(dir, "src.qcow2"))
+		state.Put("image_path", filepath.Join(dir, "out.qcow2"))
+		s := &stepCreateDisk{}
+		action := s.Run(context.Background(), state)
+		if tc.fail != "" {
+			if action != multistep.ActionHalt || !strings.Contains(state.Get("error").(error).Error(), tc.fail) {
+				t.Errorf("%+v: want failure %q, got %v", tc, tc.fail, state.Get("error"))
+			}
+			continue
+		}
+		if action != multistep.ActionContinue {
+			t.Fatalf("%+v: %v", tc, state.Get("error"))
+		}
+		calls := strings.Join(d.calls, ";")
+		if tc.want != "" && !strings.Contains(calls, tc.want) {
+			t.Errorf("%+v: calls %q lack %q", tc, calls, tc.want)
+		}
+		if tc.want == "" && strings.Contains(calls, "resize") {
+			t.Errorf("%+v: resized: %q", tc, calls)
+		}
+		s.Cleanup(state)
+		if _, err := os.Stat(state.Get("disk_path").(string)); !os.IsNotExist(err) {
+			t.Errorf("%+v: build disk left behind", tc)
+		}
+	}
+}
+
+func TestConvertIsAtomic(t *testing.T) {
+	dir := t.TempDir()
+	image := filepath.Join(dir, "out.qcow2")
+	disk := filepath.Join(dir, ".out.qcow2.building.qcow2")
+	os.WriteFile(disk, []byte("disk"), 0o644)
+
+	d := &fakeDriver{failOn: "convert"}
+	cfg := &Config{Format: "qcow2", DiskCompression: true}
+	state := stepState(t, cfg, d)
+	state.Put("disk_path", disk)
+	state.Put("image_path", image)
+	if (&stepConvert{}).Run(context.Background(), state) != multistep.ActionHalt {
+		t.Fatal("a failed conversion did not halt")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != filepath.Base(disk) {
+			t.Errorf("left behind after a failed conversion: %s", e.Name())
+		}
+	}
+
+	d.failOn = ""
+	state = stepState(t, cfg, d)
+	state.Put("disk_path", disk)
+	state.Put("image_path", image)
+	if (&stepConvert{}).Run(context.Background(), state) != multistep.ActionContinue {
+		t.Fatal(state.Get("error"))
+	}
+	if b, _ := os.ReadFile(image); string(b) != "image from "+filepath.Base(disk) {
+		t.Errorf("image content %q", b)
+	}
+	if !strings.Contains(strings.Join(d.calls, ";"), "-c") {
+		t.Errorf("disk_compression not passed: %v", d.calls)
+	}
+	if _, err := os.Stat(disk); !os.IsNotExist(err) {
+		t.Error("build disk kept after conversion")
+	}
+}
+
+func TestShutdownByQMPAndTimeout(t *testing.T) {
+	cfg := &Config{}
+	cfg.ShutdownTimeout = 50 * time.Millisecond
+
+	vm := newFakeVM()
+	vm.powerdown = func() { go vm.exit(nil) }
+	state := stepState(t, cfg, nil)
+	state.Put("vm", vm)
+	if (&stepShutdown{}).Run(context.Background(), state) != multistep.ActionContinue || vm.killed {
+		t.Fatalf("clean power-off: killed=%v err=%v", vm.killed, state.Get("error"))
+	}
+
+	stubborn := newFakeVM() // ignores the power button
+	state = stepState(t, cfg, nil)
+	state.Put("vm", stubborn)
+	if (&stepShutdown{}).Run(context.Background(), state) != multistep.ActionContinue || !stubborn.killed {
+		t.Fatal("a guest that ignores the power-off must be stopped after shutdown_timeout")
+	}
+}
+
+// scriptedComm answers `cloud-init status --wait` from a script of results.
+type scriptedComm struct {
+	packersdk.MockCommunicator
+	mu      sync.Mutex
+	results []int // exit codes; packersdk.CmdDisconnect for a cut session
+	ran     []string
+}
+
+func (c *scriptedComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ran = append(c.ran, rc.Command)
+	code := 0
+	if strings.HasPrefix(rc.Command, "cloud-init status --wait") && len(c.results) > 0 {
+		code, c.results = c.results[0], c.results[1:]
+	}
+	if rc.Stdout != nil {
+		rc.Stdout.Write([]byte("output of " + rc.Command + "\n"))
+	}
+	go rc.SetExited(code)
+	return nil
+}
+
+func TestWaitCloudInit(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		results  []int
+		degraded string
+		ok       bool
+		errHas   string
+	}{
+		{"done", []int{0}, "warn", true, ""},
+		{"sshd restarted, then done", []int{packersdk.CmdDisconnect, packersdk.CmdDisconnect, 0}, "warn", true, ""},
+		{"degraded warns", []int{2}, "warn", true, ""},
+		{"degraded fails", []int{2}, "fail", false, "cloud_init_degraded"},
+		{"error", []int{1}, "warn", false, "cloud-init-output.log"},
+	} {
+		cfg := &Config{CloudInitDegraded: tc.degraded, CloudInitTimeout: time.Minute}
+		comm := &scriptedComm{results: tc.results}
+		state := stepState(t, cfg, nil)
+		state.Put("communicator", comm)
+		action := (&stepWaitCloudInit{retryInterval: time.Millisecond}).Run(context.Background(), state)
+		if tc.ok != (action == multistep.ActionContinue) {
+			t.Errorf("%s: action %v, error %v", tc.name, action, state.Get("error"))
+			continue
+		}
+		if !tc.ok && !strings.Contains(state.Get("error").(error).Error(), tc.errHas) {
+			t.Errorf("%s: error lacks %q: %v", tc.name, tc.errHas, state.Get("error"))
+		}
+	}
+
+	cfg := &Config{CloudInitTimeout: time.Minute}
+	cfg.CloudInitWait = 2 // config.TriFalse
+	comm := &scriptedComm{}
+	state := stepState(t, cfg, nil)
+	state.Put("communicator", comm)
+	if (&stepWaitCloudInit{}).Run(context.Background(), state) != multistep.ActionContinue || len(comm.ran) != 0 {
+		t.Errorf("cloud_init_wait = false still ran %v", comm.ran)
+	}
+}
+
+func TestQemuArgs(t *testing.T) {
+	cfg := &Config{VMName: "vm", MachineType: "pc", CPUs: 2, Memory: 1024, DiskCache: "unsafe", DiskDiscard: "unmap",
+		DiskInterface: "virtio", NetDevice: "virtio-net-pci", QemuArgs: [][]string{{"-device", "virtio-balloon"}}}
+	cfg.Comm.SSHPort = 22
+	state := stepState(t, cfg, nil)
+	state.Put("disk_path", "/o/disk.qcow2")
+	state.Put("seed_path", "/t/cidata.iso")
+	state.Put("mac", "52:54:00:aa:bb:cc")
+	state.Put("serial_log", "/t/serial.log")
+	args, err := qemuArgs(cfg, state, "tcg", 2345, "/t/qmp.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{
+		"hostfwd=tcp:127.0.0.1:2345-:22", "mac=52:54:00:aa:bb:cc", "virtio-rng-pci", "-display none",
+		"-serial file:/t/serial.log", "-qmp unix:/t/qmp.sock,server=on,wait=off", "cache=unsafe", "-accel tcg",
+		"media=cdrom", "-device virtio-balloon",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, line)
+		}
+	}
+	if !strings.HasSuffix(line, "-device virtio-balloon") {
+		t.Errorf("qemuargs must come last: %s", line)
+	}
+	cfg.DisableRNG = true
+	args, _ = qemuArgs(cfg, state, "kvm", 2345, "/t/qmp.sock")
+	if line := strings.Join(args, " "); strings.Contains(line, "rng") || !strings.Contains(line, "-cpu host") {
+		t.Errorf("disable_rng / kvm: %s", line)
+	}
+}
