@@ -363,3 +363,47 @@ func TestApplyScriptKeepsForeignHome(t *testing.T) {
 		t.Errorf("no note about the kept home: %v", res.Notes)
 	}
 }
+
+// TestApplyScriptRewritesSudoers: a cloud-init drop-in with rules for
+// another user too is rewritten (mode 0440), not removed.
+func TestApplyScriptRewritesSudoers(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	g.write("/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init v. 22.4.2\n\n# User rules for packer\npacker ALL=(ALL) NOPASSWD:ALL\n\n# User rules for admin\nadmin ALL=(ALL) ALL\n", 0o644, 0, 0)
+	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+	out, code := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if got := g.read("/etc/sudoers.d/90-cloud-init-users"); got != "# Created by cloud-init v. 22.4.2\n\n# User rules for admin\nadmin ALL=(ALL) ALL\n" {
+		t.Errorf("drop-in %q", got)
+	}
+	assertMode(t, g, "/etc/sudoers.d/90-cloud-init-users", 0o440, 0, 0)
+	if !slices.Contains(res.Changed, "/etc/sudoers.d/90-cloud-init-users") {
+		t.Errorf("changed %v", res.Changed)
+	}
+}
+
+// TestApplyScriptKeptGroup: a personal group with another member is kept;
+// the checks then only require that the user is in no member list.
+func TestApplyScriptKeptGroup(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	g.write("/etc/group", strings.Replace(g.read("/etc/group"), "\npacker:x:1000:\n", "\npacker:x:1000:deploy\n", 1), 0o644, 0, 0)
+	_, plan, b := planFor(t, g, sh, "packer", defaultOptions())
+	if plan.KeptGroupReason == "" {
+		t.Fatal("the group was not kept")
+	}
+	out, code := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	if !strings.Contains(g.read("/etc/group"), "\npacker:x:1000:deploy\n") {
+		t.Error("the kept group is gone")
+	}
+	if !strings.Contains(out, "CHECK group ok packer is in no member list (the group packer was kept)") {
+		t.Errorf("output:\n%s", out)
+	}
+}
