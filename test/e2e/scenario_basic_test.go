@@ -37,7 +37,7 @@ func TestScenarioBasic(t *testing.T) {
 		"marker_token": token,
 	}
 	start := time.Now()
-	runPacker(t, dir, packerArgs("build", vars, "build.pkr.hcl")...).mustSucceed(t)
+	buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...).mustSucceed(t)
 	tm.since("build", start)
 
 	rel := imageID + "/basic.qcow2"
@@ -45,8 +45,8 @@ func TestScenarioBasic(t *testing.T) {
 
 	// Host side: metadata beside the image, and the repository.
 	meta := checkMetadata(t, output, srcSum)
-	if meta.Image.Name != "" && meta.Image.Name != "basic.qcow2" {
-		t.Errorf("metadata: image.name %q, want basic.qcow2", meta.Image.Name)
+	if meta.Image.Name != "basic" || meta.Image.Path != "basic.qcow2" {
+		t.Errorf("metadata: image name %q, path %q; want the source name basic and basic.qcow2 (beside the metadata file)", meta.Image.Name, meta.Image.Path)
 	}
 	if meta.Labels["scenario"] != "basic" {
 		t.Errorf("metadata: labels %v, want scenario=basic", meta.Labels)

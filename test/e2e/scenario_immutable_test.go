@@ -75,7 +75,7 @@ func TestScenarioImmutableNode(t *testing.T) {
 		"deb_path":     deb,
 	}
 	start := time.Now()
-	runPacker(t, dir, packerArgs("build", vars, "build.pkr.hcl")...).mustSucceed(t)
+	buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...).mustSucceed(t)
 	tm.since("build (2 in parallel)", start)
 
 	stages := []string{"production", "development"}
@@ -89,6 +89,9 @@ func TestScenarioImmutableNode(t *testing.T) {
 		m := checkMetadata(t, filepath.Join(repo, rels[i]), srcSum)
 		if m.Labels["stage"] != s {
 			t.Errorf("metadata of %s: labels %v, want stage=%s", rels[i], m.Labels, s)
+		}
+		if m.Image.Name != s {
+			t.Errorf("metadata of %s: image.name %q, want the source name %q", rels[i], m.Image.Name, s)
 		}
 		if m.Build.SourceName != s {
 			t.Errorf("metadata of %s: build.source_name %q, want %q", rels[i], m.Build.SourceName, s)
