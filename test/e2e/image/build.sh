@@ -135,6 +135,19 @@ if [[ $USE_CACHED == 1 && -f $OUT ]]; then
   exit 0
 fi
 
+# Holding the lock, any build.* dir in the cache is left over from a build that
+# was killed (SIGKILL skips the trap): unmount its /proc and remove it.
+rm -f "$CACHE"/*.qcow2.tmp.* # partial outputs of killed builds
+for stale in "$CACHE"/build.*/; do
+  [[ -d $stale ]] || continue
+  log "removing stale ${stale%/}"
+  if mountpoint -q "${stale}root/proc"; then umount "${stale}root/proc" || umount -l "${stale}root/proc"; fi
+  if grep -qF " ${stale}" /proc/self/mounts; then
+    die "something is still mounted under $stale"
+  fi
+  rm -rf --one-file-system "$stale"
+done
+
 # From here on the tools' output goes to a log kept in the cache (shown in
 # part on failure), or to stderr with VERBOSE=1; fd 3 keeps the real stdout.
 LOG=$CACHE/logs/$NAME.log

@@ -14,7 +14,7 @@
 # Environment:
 #   SMOKE_ACCEL=tcg|kvm   default: kvm only if /dev/kvm is usable AND the CPU
 #                         shows vmx/svm (a /dev/kvm without them never boots a guest)
-#   SMOKE_TIMEOUT=SECS    deadline for the SSH banner and for cloud-init (default 600)
+#   SMOKE_TIMEOUT=SECS    deadline for the SSH banner and for cloud-init (default 900)
 #   SMOKE_KEEP=1          keep the work dir (serial log, overlay, key) afterwards
 set -euo pipefail
 
@@ -23,7 +23,7 @@ T0=$SECONDS
 
 [[ $# -eq 1 && -f $1 ]] || { echo "usage: $0 IMG.qcow2" >&2; exit 2; }
 IMG=$(realpath "$1")
-TIMEOUT=${SMOKE_TIMEOUT:-600}
+TIMEOUT=${SMOKE_TIMEOUT:-900}
 USER_NAME=smoke
 OVERLAY_SIZE=4G
 
