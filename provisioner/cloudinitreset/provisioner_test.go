@@ -278,6 +278,23 @@ func TestProvisionDryRun(t *testing.T) {
 	}
 }
 
+// TestProvisionAbsentUser: a user that does not exist is a no-op for the
+// accounts, with a message; the rest of the reset runs.
+func TestProvisionAbsentUser(t *testing.T) {
+	g := newGuest(t)
+	passwd := g.read("/etc/passwd")
+	ui, err := provision(t, g, newLocalComm(t, g.root), map[string]interface{}{"user": "ghost"}, map[string]interface{}{"User": "packer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(ui.buf.String(), "user ghost not present: nothing to remove") {
+		t.Error("no message about the absent user")
+	}
+	if g.read("/etc/passwd") != passwd || g.exists("/var/lib/cloud/instance") {
+		t.Error("accounts changed, or the cloud-init reset did not run")
+	}
+}
+
 func TestProvisionErrors(t *testing.T) {
 	t.Run("no user", func(t *testing.T) {
 		g := newGuest(t)
