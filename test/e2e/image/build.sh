@@ -38,8 +38,11 @@ PART_START=2048           # first partition sector (1 MiB); sectors 1..2047 hold
 ROOT_UUID=7fc270ba-ca5f-4f44-907e-acf36902a099
 # Kernel command line; the LAST console= becomes /dev/console, which is where
 # systemd and cloud-init write their output, so ttyS0 goes last (as on Debian's
-# official cloud images) so that QEMU's -serial captures it.
-KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200"
+# official cloud images) so that QEMU's -serial captures it. no_timer_check:
+# under TCG on a busy host the kernel's early IO-APIC timer check can miss its
+# window and panic ("IO-APIC + timer doesn't work"); VM images skip the check
+# (Fedora's cloud images do the same).
+KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200 no_timer_check"
 PACKAGES=(
   linux-image-cloud-amd64 initramfs-tools systemd-sysv dbus udev
   cloud-init cloud-guest-utils openssh-server sudo
