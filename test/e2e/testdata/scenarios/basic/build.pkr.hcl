@@ -42,6 +42,8 @@ variable "marker_token" {
 source "cloudimg-kvm" "basic" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
+  # Generous: emulated guests on a loaded host can take many minutes to boot.
+  ssh_timeout      = "30m"
   output_directory = "${var.repository}/${var.image_id}"
   vm_name          = "basic.qcow2"
   serial_log_file  = "${path.cwd}/basic.serial.log"

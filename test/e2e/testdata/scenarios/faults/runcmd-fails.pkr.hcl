@@ -24,6 +24,8 @@ variable "output_directory" {
 source "cloudimg-kvm" "fault" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
+  # Generous: emulated guests on a loaded host can take many minutes to boot.
+  ssh_timeout      = "30m"
   output_directory = var.output_directory
   vm_name          = "fault.qcow2"
   serial_log_file  = "${path.cwd}/fault.serial.log"

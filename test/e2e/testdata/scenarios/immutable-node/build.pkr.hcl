@@ -49,6 +49,8 @@ variable "stages" {
 source "cloudimg-kvm" "node" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
+  # Generous: emulated guests on a loaded host can take many minutes to boot.
+  ssh_timeout      = "30m"
   output_directory = "${var.repository}/${var.image_id}"
 }
 
