@@ -16,6 +16,9 @@
 //	CLOUDIMG_E2E=1        required; without it the suite skips itself
 //	CLOUDIMG_E2E_IMAGE    use this qcow2 as the test image instead of
 //	                      building it with test/e2e/image/build.sh
+//	CLOUDIMG_E2E_SSH_DEADLINE  how long bootVM waits for a login after a
+//	                      boot (Go duration, default 10m; raise it on a
+//	                      crowded host, where TCG guests slow down a lot)
 package e2e
 
 import (

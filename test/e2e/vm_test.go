@@ -598,10 +598,16 @@ func (v *vm) Stop() error {
 
 // ------------------------------------------------------------------ SSH --
 
-const (
-	sshBootDeadline = 10 * time.Minute
-	sshPoll         = 250 * time.Millisecond
-)
+const sshPoll = 250 * time.Millisecond
+
+// sshBootDeadline bounds the wait for a login after a boot: 10 minutes, or
+// CLOUDIMG_E2E_SSH_DEADLINE (a Go duration) for slow or crowded hosts.
+var sshBootDeadline = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("CLOUDIMG_E2E_SSH_DEADLINE")); err == nil && d > 0 {
+		return d
+	}
+	return 10 * time.Minute
+}()
 
 // HostKey is the host key the guest's sshd presented on the last handshake
 // (nil before the first).
@@ -636,7 +642,7 @@ func (v *vm) recordHostKey(_ string, _ net.Addr, key ssh.PublicKey) error {
 	return nil
 }
 
-// WaitSSH waits (10 min at most, polling every 250 ms) until an SSH
+// WaitSSH waits (sshBootDeadline at most, polling every 250 ms) until an SSH
 // handshake and login as the user succeed. The TCP connect alone proves
 // nothing: QEMU's user network accepts it before sshd listens.
 func (v *vm) WaitSSH() {
