@@ -28,6 +28,9 @@
 # because grub-install and partition/loop mounts need kernel features that
 # build hosts (containers, sandboxed VMs) often lack.
 set -euo pipefail
+# The whole script is one { ... } group, so bash parses it completely before
+# running it: editing the file while it runs cannot derail a run.
+{
 
 # ---------------------------------------------------------------- settings --
 SUITE=bookworm
@@ -376,3 +379,5 @@ TMP_OUT=""
 
 log "done in $((SECONDS - START))s: $OUT ($(du -h --apparent-size "$OUT" | cut -f1))"
 echo "$OUT" >&3
+exit
+}

@@ -17,6 +17,9 @@
 #   SMOKE_TIMEOUT=SECS    deadline for the SSH banner and for cloud-init (default 900)
 #   SMOKE_KEEP=1          keep the work dir (serial log, overlay, key) afterwards
 set -euo pipefail
+# The whole script is one { ... } group, so bash parses it completely before
+# running it: editing the file while it runs cannot derail a run.
+{
 
 log() { printf '[smoke.sh %(%T)T +%3ds] %s\n' -1 $((SECONDS - T0)) "$*" >&2; }
 T0=$SECONDS
@@ -194,3 +197,5 @@ grep -q 'Cloud-init v\.' "$WORK/serial.log" || fail "no cloud-init output on the
 
 log "all checks passed (SSH banner ${BANNER_S}s, cloud-init done ${CI_S}s after QEMU start)"
 OK=1
+exit
+}
