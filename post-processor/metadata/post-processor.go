@@ -229,7 +229,13 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image strin
 			Size:      img.SizeBytes,
 			Created:   doc.Build.FinishedAt,
 		}
-		if err := repo.Add(entry, img.Checksums["sha256"], image); err != nil {
+		// Add takes a relative path as relative to the repository; the
+		// artifact's is relative to where Packer runs.
+		abs, err := filepath.Abs(image)
+		if err != nil {
+			return "", fmt.Errorf("cloudimg-metadata: %w", err)
+		}
+		if err := repo.Add(entry, img.Checksums["sha256"], abs); err != nil {
 			return "", fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
 		}
 		ui.Say(fmt.Sprintf("Added %s to the repository %s (index.json, SHA256SUMS)", filepath.Base(image), c.Repository))

@@ -99,6 +99,35 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	}
 }
 
+// Packer runs in the template's directory and artifacts name their files
+// relative to it, like output_directory = "repo/<id>" with repository = "repo".
+func TestPostProcessRelativePaths(t *testing.T) {
+	t.Chdir(t.TempDir())
+	image := filepath.Join("repo", "20261126", "node.qcow2")
+	qcow2(t, image, "1G")
+	a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: map[string]interface{}{}}
+	var p PostProcessor
+	if err := p.Configure(map[string]interface{}{"repository": "repo", "packer_build_name": "node"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := p.PostProcess(context.Background(), packersdk.TestUi(t), a); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := os.ReadFile(filepath.Join("repo", "SHA256SUMS"))
+	if err != nil || !strings.HasSuffix(string(sums), "  20261126/node.qcow2\n") {
+		t.Fatalf("SHA256SUMS = %q, %v", sums, err)
+	}
+	cmd := exec.Command("sha256sum", "-c", "SHA256SUMS")
+	cmd.Dir = "repo"
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c: %v\n%s", err, b)
+	}
+	m, err := imagemeta.ReadMetadata(image + ".metadata.json")
+	if err != nil || m.Image.Path != "node.qcow2" {
+		t.Errorf("metadata path: %+v %v", m, err)
+	}
+}
+
 func TestPostProcessForeignArtifact(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
