@@ -1,6 +1,7 @@
 // Command packer-plugin-cloudimg is a Packer plugin that bakes VM images from
 // cloud images: the builder "cloudimg-kvm", the provisioner
-// "cloudimg-cloudinit-reset" and the post-processor "cloudimg-metadata".
+// "cloudimg-cloudinit-reset", the post-processor "cloudimg-metadata" and the
+// data source "cloudimg-image".
 package main
 
 import (
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/image"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/metadata"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/provisioner/cloudinitreset"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
@@ -27,6 +29,7 @@ func newPluginSet() *plugin.Set {
 	pps.RegisterBuilder("kvm", new(kvm.Builder))
 	pps.RegisterProvisioner("cloudinit-reset", new(cloudinitreset.Provisioner))
 	pps.RegisterPostProcessor("metadata", new(metadata.PostProcessor))
+	pps.RegisterDatasource("image", new(image.Datasource))
 	pps.SetVersion(version.PluginVersion)
 	return pps
 }

@@ -213,7 +213,7 @@ func (q Query) Validate() error {
 	}
 	if knownDist {
 		if _, ok := findVariant(q.Distribution, q.Variant); !ok {
-			add("variant", "%q is not a %s variant; %s has: %s", q.Variant, q.Distribution, q.Distribution, quoteList(Variants(q.Distribution)))
+			add("variant", "%q is not one of the %s variants: %s", q.Variant, q.Distribution, quoteList(Variants(q.Distribution)))
 		}
 		if !isCurrent(q.Serial) {
 			switch q.Distribution {

@@ -106,7 +106,7 @@ func lookupRelease(distribution, name string) (release, error) {
 		}
 		for _, r := range rs {
 			if r.codename == name {
-				return release{}, fmt.Errorf("%q is a %s release, not %s", name, other, distribution)
+				return release{}, fmt.Errorf("%q is a release of %s, not %s", name, other, distribution)
 			}
 		}
 	}

@@ -266,7 +266,7 @@ func TestResolveErrors(t *testing.T) {
 		{"ubuntu unknown codename", Query{Distribution: "ubuntu", Release: "nobel", BaseURL: ub.base},
 			[]string{`ubuntu nobel amd64 server, serial current, from ` + ub.base, ub.base + UbuntuStreamPath, `release "nobel" not found`, "amd64 releases in it: jammy, noble, oracular"}},
 		{"ubuntu release of the other distribution", Query{Distribution: "ubuntu", Release: "bookworm", BaseURL: ub.base},
-			[]string{`release: "bookworm" is a debian release, not ubuntu`}},
+			[]string{`release: "bookworm" is a release of debian, not ubuntu`}},
 		{"ubuntu unknown version number", Query{Distribution: "ubuntu", Release: "23.04", BaseURL: ub.base},
 			[]string{`release: unknown ubuntu version "23.04"`}},
 		{"ubuntu known release missing from the mirror", Query{Distribution: "ubuntu", Release: "focal", BaseURL: ub.base},
@@ -295,7 +295,7 @@ func TestResolveErrors(t *testing.T) {
 
 		// Bad input.
 		{"unknown distribution", Query{Distribution: "fedora", Release: "40"}, []string{`fedora 40 amd64, serial current, from : distribution: unknown distribution "fedora"; supported: "ubuntu", "debian"`}},
-		{"variant of the other distribution", Query{Distribution: "debian", Release: "bookworm", Variant: "server"}, []string{`variant: "server" is not a debian variant; debian has: "genericcloud", "generic"`}},
+		{"variant of the other distribution", Query{Distribution: "debian", Release: "bookworm", Variant: "server"}, []string{`variant: "server" is not one of the debian variants: "genericcloud", "generic"`}},
 		{"arch", Query{Distribution: "debian", Release: "bookworm", Arch: "ppc64el"}, []string{`arch: unknown architecture "ppc64el"; supported: "amd64", "arm64"`}},
 		{"serial shape", Query{Distribution: "debian", Release: "bookworm", Serial: "20241004"}, []string{`serial: "20241004" is not a debian serial`}},
 		{"base_url scheme", Query{Distribution: "ubuntu", Release: "noble", BaseURL: "ftp://mirror/ubuntu"}, []string{`base_url: "ftp://mirror/ubuntu": unsupported scheme "ftp"`}},

@@ -1,0 +1,191 @@
+//go:generate go tool packer-sdc mapstructure-to-hcl2 -type Config,DatasourceOutput
+//go:generate go tool packer-sdc struct-markdown
+
+// Package image is the cloudimg-image data source: it resolves a
+// distribution release to one concrete, pinned cloud image (dated URL,
+// checksum, serial) from the distribution's published indexes. The work is
+// done by internal/imagesource; this is the Packer layer.
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/hcl/v2/hcldec"
+	"github.com/hashicorp/packer-plugin-sdk/hcl2helper"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+	"github.com/hashicorp/packer-plugin-sdk/template/config"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagesource"
+)
+
+// DefaultTimeout bounds the whole resolution (every index read) unless
+// `timeout` says otherwise.
+const DefaultTimeout = 5 * time.Minute
+
+// unknownValue is what Packer passes for an input it cannot know yet (an
+// output of another data source during `packer validate`): not checked.
+const unknownValue = "<unknown>"
+
+// Config is the configuration of the cloudimg-image data source: which
+// release to resolve, and where to read the indexes.
+type Config struct {
+	// The distribution: `ubuntu` or `debian`.
+	Distribution string `mapstructure:"distribution" required:"true"`
+	// The release: a codename (`noble`, `jammy`, `questing`; `bookworm`,
+	// `trixie`, `bookworm-backports`) or a version number (`24.04`, `12`).
+	// A codename this plugin does not know yet is looked up in the indexes
+	// as it is.
+	Release string `mapstructure:"release" required:"true"`
+	// The architecture: `amd64` (default) or `arm64`; `x86_64` and
+	// `aarch64` are accepted too.
+	Arch string `mapstructure:"arch"`
+	// The serial: `current` (default) or its synonym `latest` for the
+	// newest one in the index, or an exact serial to pin, such as `20241004`
+	// (Ubuntu) or `20241004-1894` (Debian). Either way the outputs name a
+	// dated serial, never a moving alias.
+	Serial string `mapstructure:"serial"`
+	// The kind of image. Ubuntu: `server` (default, the server cloud image
+	// `ubuntu-<version>-server-cloudimg-<arch>.img`) or `disk-kvm` (the same
+	// with the linux-kvm kernel, amd64 only). Debian: `genericcloud`
+	// (default, `debian-<n>-genericcloud-<arch>-<serial>.qcow2`, virtual
+	// hardware drivers only) or `generic` (all drivers).
+	Variant string `mapstructure:"variant"`
+	// Where the indexes are: an `https://` or `http://` URL of a mirror,
+	// a `file://` URL, or a local directory (relative to where Packer runs),
+	// laid out like the official mirror. Default
+	// `https://cloud-images.ubuntu.com/releases/` for Ubuntu (its
+	// `streams/v1/com.ubuntu.cloud:released:download.json`; without it,
+	// `<release>/release-<serial>/SHA256SUMS`) and
+	// `https://cloud.debian.org/images/cloud/` for Debian
+	// (`<release>/<serial>/SHA512SUMS`, the serials listed in
+	// `<release>/`). Image URLs are on the same mirror.
+	BaseURL string `mapstructure:"base_url"`
+	// How long resolving may take, all index reads included. Default `5m`.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// DatasourceOutput is what the data source resolves to.
+type DatasourceOutput struct {
+	// The image's dated, immutable URL, for `iso_url`. On a local mirror, a
+	// `file://` URL.
+	URL string `mapstructure:"url"`
+	// Its checksum as `iso_checksum` wants it: `sha256:<hex>` (Ubuntu) or
+	// `sha512:<hex>` (Debian), read from the index.
+	Checksum string `mapstructure:"checksum"`
+	// The serial resolved, e.g. `20241004` or `20241004-1894`: pass it as
+	// `serial` to pin this exact image later.
+	Serial string `mapstructure:"serial"`
+	// The image's file name, e.g. `ubuntu-24.04-server-cloudimg-amd64.img`.
+	Name string `mapstructure:"name"`
+	// The URL of the serial's `SHA256SUMS` or `SHA512SUMS`, for
+	// `iso_checksum = "file:<checksum_url>"` or a signature check.
+	ChecksumURL string `mapstructure:"checksum_url"`
+}
+
+// Datasource is the cloudimg-image data source.
+type Datasource struct {
+	config Config
+	// client fetches the indexes; nil: a client that honours the proxy
+	// environment variables.
+	client *http.Client
+}
+
+// ConfigSpec returns the HCL2 spec of Config.
+func (d *Datasource) ConfigSpec() hcldec.ObjectSpec { return d.config.FlatMapstructure().HCL2Spec() }
+
+// OutputSpec returns the HCL2 spec of DatasourceOutput.
+func (d *Datasource) OutputSpec() hcldec.ObjectSpec {
+	return (&DatasourceOutput{}).FlatMapstructure().HCL2Spec()
+}
+
+// query is the configuration as an imagesource query, defaults filled.
+func (d *Datasource) query() imagesource.Query {
+	c := d.config
+	return imagesource.Query{
+		Distribution: c.Distribution, Release: c.Release, Arch: c.Arch,
+		Serial: c.Serial, Variant: c.Variant, BaseURL: c.BaseURL,
+	}.Normalize()
+}
+
+// Configure decodes and validates the configuration; every error names its
+// option. Nothing is fetched.
+func (d *Datasource) Configure(raws ...interface{}) error {
+	if err := config.Decode(&d.config, &config.DecodeOpts{PluginType: "cloudimg-image"}, raws...); err != nil {
+		return err
+	}
+	c := &d.config
+	var errs *packersdk.MultiError
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Timeout < 0 {
+		errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("timeout: must be positive, not %s", c.Timeout))
+	}
+	unknown := map[string]bool{
+		"distribution": c.Distribution == unknownValue, "release": c.Release == unknownValue,
+		"arch": c.Arch == unknownValue, "serial": c.Serial == unknownValue,
+		"variant": c.Variant == unknownValue, "base_url": c.BaseURL == unknownValue,
+	}
+	if err := d.query().Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			var fe *imagesource.FieldError
+			if errors.As(e, &fe) && (unknown[fe.Field] || unknown["distribution"]) {
+				continue // checked when the value is known, in Execute
+			}
+			errs = packersdk.MultiErrorAppend(errs, e)
+		}
+	}
+	if errs != nil && len(errs.Errors) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// Execute resolves the image.
+func (d *Datasource) Execute() (cty.Value, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.config.Timeout)
+	defer cancel()
+	client := d.client
+	if client == nil {
+		client = newHTTPClient()
+	}
+	q := d.query()
+	img, err := imagesource.Resolve(ctx, q, client)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (timeout %s)", err, d.config.Timeout)
+		}
+		return cty.NullVal(cty.EmptyObject), err
+	}
+	log.Printf("[INFO] cloudimg-image: %s resolved to serial %s: %s (%s)", q, img.Serial, img.URL, img.Checksum)
+	out := DatasourceOutput{
+		URL: img.URL, Checksum: img.Checksum, Serial: img.Serial,
+		Name: img.Name, ChecksumURL: img.ChecksumURL,
+	}
+	return hcl2helper.HCL2ValueFromConfig(out, d.OutputSpec()), nil
+}
+
+// newHTTPClient is http.DefaultTransport's behaviour (proxy from the
+// environment, HTTP/2) with bounded connection and header waits; the
+// context bounds the rest.
+func newHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 30 * time.Second
+	t.ResponseHeaderTimeout = time.Minute
+	return &http.Client{Transport: t}
+}
