@@ -506,3 +506,25 @@ func buildPacker(t testing.TB, dir string, args ...string) *packerRun {
 	t.Logf("a build guest's kernel panicked in its early timer check (TCG timing on a loaded host); building again (the first attempt's output is kept as packer.1.out)")
 	return runPacker(t, dir, append([]string{"build", "-force"}, args...)...)
 }
+
+// authorizedKeyRe finds the key type and base64 blob of an authorized_keys
+// line, after any options (which may hold quoted spaces).
+var authorizedKeyRe = regexp.MustCompile(`(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+)\s+([A-Za-z0-9+/]+=*)`)
+
+// authorizedKeys returns the keys of an authorized_keys file as
+// "<type> <base64>", without options or comments.
+func authorizedKeys(content string) []string {
+	var keys []string
+	for _, l := range strings.Split(content, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if m := authorizedKeyRe.FindStringSubmatch(l); m != nil {
+			keys = append(keys, m[1]+" "+m[2])
+		} else {
+			keys = append(keys, "unparsed: "+l)
+		}
+	}
+	return keys
+}

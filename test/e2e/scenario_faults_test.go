@@ -45,7 +45,8 @@ func TestScenarioFaults(t *testing.T) {
 		tm.since("failing build", start)
 		r.mustFail(t,
 			`cloud-init failed`,
-			`e2e-runcmd-boom`, // the failing command's stderr, from cloud-init-output.log
+			`scripts-user|runcmd`, // cloud-init status --long names the failed module
+			`e2e-runcmd-boom`,     // the failing command's stderr, from cloud-init-output.log
 		)
 		if strings.Contains(r.Output, "this provisioner must never run") {
 			t.Errorf("a provisioner ran although cloud-init had failed")
