@@ -14,6 +14,9 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -52,10 +55,11 @@ type Config struct {
 	// dated serial, never a moving alias.
 	Serial string `mapstructure:"serial"`
 	// The kind of image. Ubuntu: `server` (default, the server cloud image
-	// `ubuntu-<version>-server-cloudimg-<arch>.img`) or `disk-kvm` (the same
-	// with the linux-kvm kernel, amd64 only). Debian: `genericcloud`
-	// (default, `debian-<n>-genericcloud-<arch>-<serial>.qcow2`, virtual
-	// hardware drivers only) or `generic` (all drivers).
+	// `ubuntu-<version>-server-cloudimg-<arch>.img`) or `disk-kvm`
+	// (`…-<arch>-disk-kvm.img`, the same system with the linux-kvm kernel;
+	// not published for every architecture). Debian: `genericcloud`
+	// (default, `debian-<n>-genericcloud-<arch>-<serial>.qcow2`, without the
+	// drivers for physical hardware) or `generic` (all drivers).
 	Variant string `mapstructure:"variant"`
 	// Where the indexes are: an `https://` or `http://` URL of a mirror,
 	// a `file://` URL, or a local directory (relative to where Packer runs),
@@ -69,23 +73,38 @@ type Config struct {
 	BaseURL string `mapstructure:"base_url"`
 	// How long resolving may take, all index reads included. Default `5m`.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// The image to output when the mirror cannot be reached (no network,
+	// the timeout, a proxy answering 502, 503 or 504): typically the last
+	// pinned URL, so that an offline build can still use the image in
+	// Packer's cache. Set together with `fallback_checksum`. Never used when
+	// the mirror answers: a release or serial it lacks, or a malformed
+	// index, stays an error.
+	FallbackURL string `mapstructure:"fallback_url"`
+	// The checksum output with `fallback_url`, in a form `iso_checksum`
+	// accepts (`sha256:<hex>`, `sha512:<hex>`, `file:<url of a SUMS file>`).
+	FallbackChecksum string `mapstructure:"fallback_checksum"`
+	// The serial output with `fallback_url`. Default: empty.
+	FallbackSerial string `mapstructure:"fallback_serial"`
 }
 
 // DatasourceOutput is what the data source resolves to.
 type DatasourceOutput struct {
 	// The image's dated, immutable URL, for `iso_url`. On a local mirror, a
-	// `file://` URL.
+	// `file://` URL. With the fallback: `fallback_url`.
 	URL string `mapstructure:"url"`
 	// Its checksum as `iso_checksum` wants it: `sha256:<hex>` (Ubuntu) or
-	// `sha512:<hex>` (Debian), read from the index.
+	// `sha512:<hex>` (Debian), read from the index (`fallback_checksum`
+	// when the fallback is used).
 	Checksum string `mapstructure:"checksum"`
 	// The serial resolved, e.g. `20241004` or `20241004-1894`: pass it as
-	// `serial` to pin this exact image later.
+	// `serial` to pin this exact image later (`fallback_serial` when the
+	// fallback is used).
 	Serial string `mapstructure:"serial"`
 	// The image's file name, e.g. `ubuntu-24.04-server-cloudimg-amd64.img`.
 	Name string `mapstructure:"name"`
 	// The URL of the serial's `SHA256SUMS` or `SHA512SUMS`, for
-	// `iso_checksum = "file:<checksum_url>"` or a signature check.
+	// `iso_checksum = "file:<checksum_url>"` or a signature check (with the
+	// fallback: the URL of a `file:` `fallback_checksum`, else empty).
 	ChecksumURL string `mapstructure:"checksum_url"`
 }
 
@@ -128,6 +147,16 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	if c.Timeout < 0 {
 		errs = packersdk.MultiErrorAppend(errs, fmt.Errorf("timeout: must be positive, not %s", c.Timeout))
 	}
+	if (c.FallbackURL == "") != (c.FallbackChecksum == "") {
+		if c.FallbackURL == "" {
+			errs = packersdk.MultiErrorAppend(errs, errors.New("fallback_url: required with fallback_checksum"))
+		} else {
+			errs = packersdk.MultiErrorAppend(errs, errors.New("fallback_checksum: required with fallback_url"))
+		}
+	}
+	if c.FallbackSerial != "" && c.FallbackURL == "" {
+		errs = packersdk.MultiErrorAppend(errs, errors.New("fallback_serial: only used with fallback_url"))
+	}
 	unknown := map[string]bool{
 		"distribution": c.Distribution == unknownValue, "release": c.Release == unknownValue,
 		"arch": c.Arch == unknownValue, "serial": c.Serial == unknownValue,
@@ -169,7 +198,11 @@ func (d *Datasource) Execute() (cty.Value, error) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (timeout %s)", err, d.config.Timeout)
 		}
-		return cty.NullVal(cty.EmptyObject), err
+		if d.config.FallbackURL == "" || !errors.Is(err, imagesource.ErrUnreachable) {
+			return cty.NullVal(cty.EmptyObject), err
+		}
+		log.Printf("[WARN] cloudimg-image: %v; using fallback_url %s", err, d.config.FallbackURL)
+		return hcl2helper.HCL2ValueFromConfig(d.fallback(), d.OutputSpec()), nil
 	}
 	log.Printf("[INFO] cloudimg-image: %s resolved to serial %s: %s (%s)", q, img.Serial, img.URL, img.Checksum)
 	out := DatasourceOutput{
@@ -177,6 +210,21 @@ func (d *Datasource) Execute() (cty.Value, error) {
 		Name: img.Name, ChecksumURL: img.ChecksumURL,
 	}
 	return hcl2helper.HCL2ValueFromConfig(out, d.OutputSpec()), nil
+}
+
+// fallback is the output made of the fallback_* options.
+func (d *Datasource) fallback() DatasourceOutput {
+	c := d.config
+	out := DatasourceOutput{URL: c.FallbackURL, Checksum: c.FallbackChecksum, Serial: c.FallbackSerial}
+	name := c.FallbackURL
+	if u, err := url.Parse(c.FallbackURL); err == nil && u.Path != "" {
+		name = u.Path
+	}
+	out.Name = path.Base(name)
+	if sums, ok := strings.CutPrefix(c.FallbackChecksum, "file:"); ok {
+		out.ChecksumURL = sums
+	}
+	return out
 }
 
 // newHTTPClient is http.DefaultTransport's behaviour (proxy from the

@@ -10,13 +10,16 @@ import (
 // FlatConfig is an auto-generated flat version of Config.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatConfig struct {
-	Distribution *string `mapstructure:"distribution" required:"true" cty:"distribution" hcl:"distribution"`
-	Release      *string `mapstructure:"release" required:"true" cty:"release" hcl:"release"`
-	Arch         *string `mapstructure:"arch" cty:"arch" hcl:"arch"`
-	Serial       *string `mapstructure:"serial" cty:"serial" hcl:"serial"`
-	Variant      *string `mapstructure:"variant" cty:"variant" hcl:"variant"`
-	BaseURL      *string `mapstructure:"base_url" cty:"base_url" hcl:"base_url"`
-	Timeout      *string `mapstructure:"timeout" cty:"timeout" hcl:"timeout"`
+	Distribution     *string `mapstructure:"distribution" required:"true" cty:"distribution" hcl:"distribution"`
+	Release          *string `mapstructure:"release" required:"true" cty:"release" hcl:"release"`
+	Arch             *string `mapstructure:"arch" cty:"arch" hcl:"arch"`
+	Serial           *string `mapstructure:"serial" cty:"serial" hcl:"serial"`
+	Variant          *string `mapstructure:"variant" cty:"variant" hcl:"variant"`
+	BaseURL          *string `mapstructure:"base_url" cty:"base_url" hcl:"base_url"`
+	Timeout          *string `mapstructure:"timeout" cty:"timeout" hcl:"timeout"`
+	FallbackURL      *string `mapstructure:"fallback_url" cty:"fallback_url" hcl:"fallback_url"`
+	FallbackChecksum *string `mapstructure:"fallback_checksum" cty:"fallback_checksum" hcl:"fallback_checksum"`
+	FallbackSerial   *string `mapstructure:"fallback_serial" cty:"fallback_serial" hcl:"fallback_serial"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -31,13 +34,16 @@ func (*Config) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec }
 // The decoded values from this spec will then be applied to a FlatConfig.
 func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
-		"distribution": &hcldec.AttrSpec{Name: "distribution", Type: cty.String, Required: false},
-		"release":      &hcldec.AttrSpec{Name: "release", Type: cty.String, Required: false},
-		"arch":         &hcldec.AttrSpec{Name: "arch", Type: cty.String, Required: false},
-		"serial":       &hcldec.AttrSpec{Name: "serial", Type: cty.String, Required: false},
-		"variant":      &hcldec.AttrSpec{Name: "variant", Type: cty.String, Required: false},
-		"base_url":     &hcldec.AttrSpec{Name: "base_url", Type: cty.String, Required: false},
-		"timeout":      &hcldec.AttrSpec{Name: "timeout", Type: cty.String, Required: false},
+		"distribution":      &hcldec.AttrSpec{Name: "distribution", Type: cty.String, Required: false},
+		"release":           &hcldec.AttrSpec{Name: "release", Type: cty.String, Required: false},
+		"arch":              &hcldec.AttrSpec{Name: "arch", Type: cty.String, Required: false},
+		"serial":            &hcldec.AttrSpec{Name: "serial", Type: cty.String, Required: false},
+		"variant":           &hcldec.AttrSpec{Name: "variant", Type: cty.String, Required: false},
+		"base_url":          &hcldec.AttrSpec{Name: "base_url", Type: cty.String, Required: false},
+		"timeout":           &hcldec.AttrSpec{Name: "timeout", Type: cty.String, Required: false},
+		"fallback_url":      &hcldec.AttrSpec{Name: "fallback_url", Type: cty.String, Required: false},
+		"fallback_checksum": &hcldec.AttrSpec{Name: "fallback_checksum", Type: cty.String, Required: false},
+		"fallback_serial":   &hcldec.AttrSpec{Name: "fallback_serial", Type: cty.String, Required: false},
 	}
 	return s
 }

@@ -35,6 +35,10 @@ func TestConfigure(t *testing.T) {
 		{"serial shape", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "serial": "2024-10-04"}, []string{`serial: "2024-10-04" is not an ubuntu serial`}},
 		{"base_url", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "base_url": "s3://bucket/x"}, []string{`base_url: "s3://bucket/x": unsupported scheme "s3"`}},
 		{"timeout", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "timeout": "-1s"}, []string{"timeout: must be positive"}},
+		{"fallback", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "fallback_url": "https://x/a.img", "fallback_checksum": "sha256:00", "fallback_serial": "20241004"}, nil},
+		{"fallback_url alone", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "fallback_url": "https://x/a.img"}, []string{"fallback_checksum: required with fallback_url"}},
+		{"fallback_checksum alone", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "fallback_checksum": "sha256:00"}, []string{"fallback_url: required with fallback_checksum"}},
+		{"fallback_serial alone", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "fallback_serial": "1"}, []string{"fallback_serial: only used with fallback_url"}},
 		{"unknown option", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "iso_url": "x"}, []string{"iso_url"}},
 		// packer validate passes "<unknown>" for another data source's output.
 		{"unknown values", map[string]interface{}{"distribution": "ubuntu", "release": unknownValue, "serial": unknownValue, "base_url": unknownValue}, nil},
@@ -162,5 +166,67 @@ func TestOutputSpec(t *testing.T) {
 	sort.Strings(keys)
 	if got := strings.Join(keys, " "); got != "checksum checksum_url name serial url" {
 		t.Errorf("output keys: %s", got)
+	}
+}
+
+// The fallback is output when the mirror cannot be reached, and only then.
+func TestExecuteFallback(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	defer notFound.Close()
+	proxyDown := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "ERR_DNS_FAIL", http.StatusServiceUnavailable)
+	}))
+	defer proxyDown.Close()
+
+	const pinned = "https://cloud-images.ubuntu.com/releases/noble/release-20241004/ubuntu-24.04-server-cloudimg-amd64.img"
+	configure := func(base string, extra map[string]interface{}) *Datasource {
+		t.Helper()
+		raw := map[string]interface{}{"distribution": "ubuntu", "release": "noble", "base_url": base, "timeout": "5s"}
+		for k, v := range extra {
+			raw[k] = v
+		}
+		d := new(Datasource)
+		if err := d.Configure(raw); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	for _, c := range []struct {
+		name     string
+		base     string
+		checksum string
+		want     map[string]string
+	}{
+		{"no connection, file: checksum", deadURL, "file:https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS", map[string]string{
+			"url": pinned, "checksum": "file:https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS", "serial": "20241004",
+			"name": "ubuntu-24.04-server-cloudimg-amd64.img", "checksum_url": "https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS"}},
+		{"proxy 503, literal checksum", proxyDown.URL, "sha256:" + strings.Repeat("a", 64), map[string]string{
+			"url": pinned, "checksum": "sha256:" + strings.Repeat("a", 64), "serial": "20241004",
+			"name": "ubuntu-24.04-server-cloudimg-amd64.img", "checksum_url": ""}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := configure(c.base, map[string]interface{}{"fallback_url": pinned, "fallback_checksum": c.checksum, "fallback_serial": "20241004"})
+			v, err := d.Execute()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, w := range c.want {
+				if got := v.GetAttr(k).AsString(); got != w {
+					t.Errorf("%s = %q, want %q", k, got, w)
+				}
+			}
+		})
+	}
+	// Without a fallback, the same failure is an error.
+	if _, err := configure(deadURL, nil).Execute(); err == nil || !strings.Contains(err.Error(), "cannot reach the mirror") {
+		t.Errorf("no fallback: %v", err)
+	}
+	// A mirror that answers is never replaced by the fallback.
+	_, err := configure(notFound.URL, map[string]interface{}{"fallback_url": pinned, "fallback_checksum": "sha256:00"}).Execute()
+	if err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+		t.Errorf("404 with a fallback: %v", err)
 	}
 }

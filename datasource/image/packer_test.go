@@ -88,6 +88,9 @@ func TestPacker(t *testing.T) {
 		"ubuntu.serial=20241004",
 		"ubuntu.name=ubuntu-24.04-server-cloudimg-amd64.img",
 		"ubuntu.checksum_url=" + mirror + "/ubuntu/noble/release-20241004/SHA256SUMS",
+		"offline.url=https://cloud-images.ubuntu.com/releases/noble/release-20241004/ubuntu-24.04-server-cloudimg-amd64.img",
+		"offline.checksum=file:https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS",
+		"offline.serial=20241004",
 	} {
 		if !strings.Contains(out, "null.resolve: "+want+"\n") {
 			t.Errorf("build output lacks %q", want)

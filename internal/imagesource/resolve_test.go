@@ -386,3 +386,46 @@ func TestResolveHonoursContext(t *testing.T) {
 		t.Errorf("took %v", time.Since(start))
 	}
 }
+
+// ErrUnreachable tells a mirror that cannot be reached from one that
+// answers badly.
+func TestErrUnreachable(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	status := func(code int) string {
+		return fault(t, map[string]func(http.ResponseWriter){
+			"bookworm/": func(w http.ResponseWriter) { http.Error(w, "x", code) }})
+	}
+	hang := make(chan struct{})
+	defer close(hang)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	cases := []struct {
+		base        string
+		unreachable bool
+	}{
+		{dead.URL, true},
+		{status(http.StatusBadGateway), true},
+		{status(http.StatusServiceUnavailable), true},
+		{status(http.StatusGatewayTimeout), true},
+		{slow.URL, true},
+		{status(http.StatusNotFound), false},
+		{status(http.StatusInternalServerError), false},
+		{status(http.StatusForbidden), false},
+		{fault(t, map[string]func(http.ResponseWriter){"bookworm/": body("<html></html>")}), false},
+		{t.TempDir(), false},
+	}
+	for _, c := range cases {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := Resolve(ctx, Query{Distribution: "debian", Release: "bookworm", BaseURL: c.base}, nil)
+		cancel()
+		if err == nil || errors.Is(err, ErrUnreachable) != c.unreachable {
+			t.Errorf("%s: unreachable %v, want %v: %v", c.base, errors.Is(err, ErrUnreachable), c.unreachable, err)
+		}
+	}
+}

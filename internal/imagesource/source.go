@@ -119,6 +119,18 @@ type notFoundError struct {
 func (e *notFoundError) Error() string        { return e.where + ": " + e.detail }
 func (e *notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
 
+// ErrUnreachable matches the errors of a mirror that could not be reached:
+// no connection, a timeout, a dropped response, or a proxy's 502, 503 or
+// 504. A mirror that answers (404, another HTTP error, a malformed index)
+// is reachable.
+var ErrUnreachable = errors.New("mirror unreachable")
+
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string        { return "cannot reach the mirror: " + e.err.Error() }
+func (e *unreachableError) Unwrap() error        { return e.err }
+func (e *unreachableError) Is(target error) bool { return target == ErrUnreachable }
+
 // get reads the file rel.
 func (s *source) get(ctx context.Context, rel string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
@@ -135,18 +147,22 @@ func (s *source) get(ctx context.Context, rel string) ([]byte, error) {
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the mirror: %w", err)
+		return nil, &unreachableError{err: err}
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound, http.StatusGone:
 		return nil, &notFoundError{where: u, detail: "HTTP " + resp.Status}
-	case resp.StatusCode != http.StatusOK:
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		// What a proxy answers when it cannot reach the mirror either.
+		return nil, &unreachableError{err: fmt.Errorf("%s: HTTP %s", u, resp.Status)}
+	default:
 		return nil, fmt.Errorf("%s: HTTP %s", u, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxIndexSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("%s: reading the response: %w", u, err)
+		return nil, &unreachableError{err: fmt.Errorf("%s: reading the response: %w", u, err)}
 	}
 	if len(data) > maxIndexSize {
 		return nil, fmt.Errorf("%s: larger than %d MiB, not an index", u, maxIndexSize>>20)

@@ -1,5 +1,5 @@
-# Resolves two images from the fixture mirror beside this file: nothing is
-# fetched from the network and no VM starts. TestPacker (packer_test.go) runs
+# Resolves two images from the fixture mirror beside this file, and falls
+# back for a third: nothing is fetched from the network and no VM starts. TestPacker (packer_test.go) runs
 # it with tools/bin/packer and the plugin built from this checkout; by hand:
 #
 #   go build -o /tmp/p/packer-plugin-cloudimg . &&
@@ -39,6 +39,18 @@ data "cloudimg-image" "ubuntu" {
   base_url     = "${path.root}/mirror/ubuntu"
 }
 
+# Nothing listens on port 1: the mirror cannot be reached, so the pinned
+# fallback is output (what an offline build with a cached image needs).
+data "cloudimg-image" "offline" {
+  distribution      = "ubuntu"
+  release           = "noble"
+  base_url          = "http://127.0.0.1:1/releases/"
+  timeout           = "20s"
+  fallback_url      = "https://cloud-images.ubuntu.com/releases/noble/release-20241004/ubuntu-24.04-server-cloudimg-amd64.img"
+  fallback_checksum = "file:https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS"
+  fallback_serial   = "20241004"
+}
+
 source "null" "resolve" {
   communicator = "none"
 }
@@ -58,6 +70,9 @@ build {
       "echo 'ubuntu.serial=${data.cloudimg-image.ubuntu.serial}'",
       "echo 'ubuntu.name=${data.cloudimg-image.ubuntu.name}'",
       "echo 'ubuntu.checksum_url=${data.cloudimg-image.ubuntu.checksum_url}'",
+      "echo 'offline.url=${data.cloudimg-image.offline.url}'",
+      "echo 'offline.checksum=${data.cloudimg-image.offline.checksum}'",
+      "echo 'offline.serial=${data.cloudimg-image.offline.serial}'",
     ]
   }
 }
