@@ -34,7 +34,16 @@ say "Checking the image repository"
 (cd image-repository-local && sha256sum -c SHA256SUMS)
 built=image-repository-local/$id/ubuntu-2404-kubernetes-development.qcow2
 echo "metadata: $built.metadata.json"
-grep -E '"(name|format|virtual_size_bytes|sha256|kubernetes_version|stage)"' "$built.metadata.json" | sed 's/^ */  /'
+python3 - "$built.metadata.json" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1]))
+i, g = m["image"], m.get("guest", {})
+print(f"  image     {i['path']} ({i['format']}, {i['size_bytes']} bytes, virtual {i['virtual_size_bytes']})")
+print(f"  sha256    {i['checksums']['sha256']}")
+print(f"  labels    {m.get('labels')}")
+print(f"  guest     {g.get('os_release', {}).get('PRETTY_NAME')}, kernel {g.get('kernel')}, cloud-init {g.get('cloud_init_version')}, {len(g.get('packages', []))} packages")
+print(f"  reset     user {g.get('reset', {}).get('user')}: " + ", ".join(c["name"] for c in g.get("reset", {}).get("checks", []) if c["ok"]) + " ok")
+PY
 
 say "Booting the image with a new seed (a first boot for cloud-init)"
 "$root/test/e2e/image/smoke.sh" "$built"
