@@ -19,4 +19,9 @@ integration {
     name = "Image metadata"
     slug = "metadata"
   }
+  component {
+    type = "data-source"
+    name = "Cloud image"
+    slug = "image"
+  }
 }

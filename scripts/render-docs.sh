@@ -18,8 +18,10 @@ strip_front_matter() {
 }
 
 strip_front_matter "$tmp/docs/README.md" > .web-docs/README.md
-for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata; do
+for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata datasources/image; do
 	kind=${page%%s/*}
+	# The registry's folder for data sources is data-source.
+	if [ "$kind" = datasource ]; then kind=data-source; fi
 	name=${page#*/}
 	mkdir -p ".web-docs/components/$kind/$name"
 	strip_front_matter "$tmp/docs/$page.mdx" > ".web-docs/components/$kind/$name/README.md"
@@ -46,6 +48,11 @@ integration {
     type = "post-processor"
     name = "Image metadata"
     slug = "metadata"
+  }
+  component {
+    type = "data-source"
+    name = "Cloud image"
+    slug = "image"
   }
 }
 HCL
