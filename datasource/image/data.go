@@ -81,7 +81,9 @@ type Config struct {
 	// index, stays an error.
 	FallbackURL string `mapstructure:"fallback_url"`
 	// The checksum output with `fallback_url`, in a form `iso_checksum`
-	// accepts (`sha256:<hex>`, `sha512:<hex>`, `file:<url of a SUMS file>`).
+	// accepts. For offline builds, the literal `sha256:<hex>` or
+	// `sha512:<hex>` the data source output online: Packer's download cache
+	// is keyed by it, and a `file:<url>` checksum needs the network.
 	FallbackChecksum string `mapstructure:"fallback_checksum"`
 	// The serial output with `fallback_url`. Default: empty.
 	FallbackSerial string `mapstructure:"fallback_serial"`
