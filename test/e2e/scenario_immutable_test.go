@@ -93,9 +93,6 @@ func TestScenarioImmutableNode(t *testing.T) {
 		if m.Image.Name != s {
 			t.Errorf("metadata of %s: image.name %q, want the source name %q", rels[i], m.Image.Name, s)
 		}
-		if m.Build.SourceName != s {
-			t.Errorf("metadata of %s: build.source_name %q, want %q", rels[i], m.Build.SourceName, s)
-		}
 		if !m.hasPackage("e2ed") {
 			t.Errorf("metadata of %s: the guest's package list has no e2ed (facts collected before provisioning?)", rels[i])
 		}

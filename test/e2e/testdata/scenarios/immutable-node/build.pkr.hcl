@@ -82,6 +82,10 @@ build {
   post-processor "cloudimg-metadata" {
     repository = var.repository
     build_name = "node"
+    # Explicit: Packer 1.11.2 tells plugins the name of the top-level source
+    # block ("node") even for build-level sources renamed with `name`, so the
+    # post-processor's default name would be "node" for both images.
+    name = source.name
     labels = {
       stage = source.name
     }
