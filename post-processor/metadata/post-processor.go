@@ -51,7 +51,10 @@ type Config struct {
 	Repository string `mapstructure:"repository"`
 	// Logical image name in the repository index: several builds of one
 	// image share it, and the index points to the newest per name.
-	// Default: the source name (`source.name`).
+	// Default: the name Packer gives the post-processor for the build, which
+	// is the `source` block's name; builds made from one block by a
+	// `dynamic "source"` all get that same name, so set
+	// `name = source.name` (or any per-build expression) there.
 	Name string `mapstructure:"name"`
 	// Free-form labels recorded with the image, e.g.
 	// `{ kubernetes_version = var.kubernetes_version, stage = source.name }`.
