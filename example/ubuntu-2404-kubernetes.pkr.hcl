@@ -103,7 +103,7 @@ build {
   post-processor "cloudimg-metadata" {
     repository = var.repository
     # One name per stage: the index's "latest" then points to the newest of each.
-    name = "ubuntu-2404-kubernetes-${source.name}"
+    image_name = "ubuntu-2404-kubernetes-${source.name}"
     labels = {
       stage              = source.name
       kubernetes_version = local.stage_vars[source.name].kubernetes_version

@@ -54,8 +54,9 @@ type Config struct {
 	// Default: the name Packer gives the post-processor for the build, which
 	// is the `source` block's name; builds made from one block by a
 	// `dynamic "source"` all get that same name, so set
-	// `name = source.name` (or any per-build expression) there.
-	Name string `mapstructure:"name"`
+	// `image_name = source.name` (or any per-build expression) there.
+	// (`name` itself is Packer's own name of the post-processor block.)
+	ImageName string `mapstructure:"image_name"`
 	// Free-form labels recorded with the image, e.g.
 	// `{ kubernetes_version = var.kubernetes_version, stage = source.name }`.
 	Labels map[string]string `mapstructure:"labels"`
@@ -117,8 +118,8 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	if c.Repository != "" && !seen["sha256"] {
 		add("checksum_types: must include \"sha256\" when repository is set (SHA256SUMS needs it)")
 	}
-	if c.Name == "" {
-		c.Name = c.PackerBuildName
+	if c.ImageName == "" {
+		c.ImageName = c.PackerBuildName
 	}
 	for k := range c.Labels {
 		if strings.TrimSpace(k) == "" {
@@ -217,7 +218,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image strin
 	if err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: %s: %w", image, err)
 	}
-	img.Name = c.Name
+	img.Name = c.ImageName
 	doc.Image = img
 	if err := imagemeta.WriteMetadata(out, &doc); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)
@@ -226,7 +227,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image strin
 
 	if repo != nil {
 		entry := imagemeta.IndexEntry{
-			Name:      c.Name,
+			Name:      c.ImageName,
 			Labels:    c.Labels,
 			Checksums: img.Checksums,
 			Size:      img.SizeBytes,

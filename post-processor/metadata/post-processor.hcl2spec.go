@@ -20,7 +20,7 @@ type FlatConfig struct {
 	PackerSensitiveVars []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
 	Output              *string           `mapstructure:"output" cty:"output" hcl:"output"`
 	Repository          *string           `mapstructure:"repository" cty:"repository" hcl:"repository"`
-	Name                *string           `mapstructure:"name" cty:"name" hcl:"name"`
+	ImageName           *string           `mapstructure:"image_name" cty:"image_name" hcl:"image_name"`
 	Labels              map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
 	ChecksumTypes       []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
 	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
@@ -49,7 +49,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"packer_sensitive_variables": &hcldec.AttrSpec{Name: "packer_sensitive_variables", Type: cty.List(cty.String), Required: false},
 		"output":                     &hcldec.AttrSpec{Name: "output", Type: cty.String, Required: false},
 		"repository":                 &hcldec.AttrSpec{Name: "repository", Type: cty.String, Required: false},
-		"name":                       &hcldec.AttrSpec{Name: "name", Type: cty.String, Required: false},
+		"image_name":                 &hcldec.AttrSpec{Name: "image_name", Type: cty.String, Required: false},
 		"labels":                     &hcldec.AttrSpec{Name: "labels", Type: cty.Map(cty.String), Required: false},
 		"checksum_types":             &hcldec.AttrSpec{Name: "checksum_types", Type: cty.List(cty.String), Required: false},
 		"build_name":                 &hcldec.AttrSpec{Name: "build_name", Type: cty.String, Required: false},

@@ -85,7 +85,7 @@ build {
     # Explicit: Packer 1.11.2 tells plugins the name of the top-level source
     # block ("node") even for build-level sources renamed with `name`, so the
     # post-processor's default name would be "node" for both images.
-    name = source.name
+    image_name = source.name
     labels = {
       stage = source.name
     }
