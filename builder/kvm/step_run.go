@@ -115,6 +115,12 @@ func (s *stepRun) Cleanup(state multistep.StateBag) {
 	if s.listener != nil {
 		s.listener.Close()
 	}
+	// A failed build leaves no UEFI variables store beside the missing image.
+	_, cancelled := state.GetOk(multistep.StateCancelled)
+	_, halted := state.GetOk(multistep.StateHalted)
+	if vars, ok := state.GetOk("efivars_path"); ok && (cancelled || halted) {
+		_ = os.Remove(vars.(string))
+	}
 }
 
 // qemuArgs is QEMU's command line. qemuargs are appended: they add to the
