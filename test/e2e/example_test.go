@@ -1,0 +1,37 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// TestExampleValidates: the documented example (example/, what `make demo`
+// builds) passes `packer validate` with both stages, as a user would run it
+// with the image URL and checksum of their choice.
+func TestExampleValidates(t *testing.T) {
+	dir := testDir(t)
+	fake := filepath.Join(dir, "cloud-image.img")
+	writeFile(t, fake, []byte("not a real image\n"), 0o644)
+	// A copy of the template and its playbook: Packer's logs go to the
+	// directory it runs in.
+	src := filepath.Join(suite.root, "example")
+	example := filepath.Join(dir, "example")
+	if err := os.CopyFS(filepath.Join(example, "ansible-provisioner"), os.DirFS(filepath.Join(src, "ansible-provisioner"))); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := os.ReadFile(filepath.Join(src, "ubuntu-2404-kubernetes.pkr.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(example, "ubuntu-2404-kubernetes.pkr.hcl"), tmpl, 0o644)
+	r := runPacker(t, example, "validate",
+		"-var", "iso_url="+fake,
+		"-var", "iso_checksum=sha256:"+fileSHA256(t, fake),
+		"-var", "build_production=true",
+		"-var", "repository="+filepath.Join(dir, "repository"),
+		".")
+	r.mustSucceed(t)
+}
