@@ -5,6 +5,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -143,7 +144,7 @@ func TestScenarioImmutableNode(t *testing.T) {
 
 			// Every statoverride resolves, and dpkg still installs packages.
 			list := v.MustRead("dpkg-statoverride --list")
-			if !strings.Contains(list, "_e2ed _e2ed 0750 /var/lib/e2ed") {
+			if !regexp.MustCompile(`(?m)^_e2ed _e2ed 0?750 /var/lib/e2ed$`).MatchString(list) {
 				t.Errorf("dpkg-statoverride --list has no entry for /var/lib/e2ed:\n%s", list)
 			}
 			if out := strings.TrimSpace(guestScript(t, v, statoverridesResolveScript)); out != "" {
@@ -152,7 +153,7 @@ func TestScenarioImmutableNode(t *testing.T) {
 			upload(t, v, extra, "/tmp/e2ed-extra.deb")
 			if out, exit, err := v.Run("sudo -n dpkg -i /tmp/e2ed-extra.deb 2>&1"); err != nil || exit != 0 {
 				t.Errorf("sudo dpkg -i e2ed-extra.deb in the booted image: exit %d, err %v\n%s", exit, err, out)
-			} else if got := strings.TrimSpace(v.MustRead("stat -c %U:%G /var/lib/e2ed/extra")); got != "_e2ed:_e2ed" {
+			} else if got := strings.TrimSpace(v.MustRead("sudo -n stat -c %U:%G /var/lib/e2ed/extra")); got != "_e2ed:_e2ed" {
 				t.Errorf("/var/lib/e2ed/extra: %s, want _e2ed:_e2ed", got)
 			}
 		})
