@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -455,11 +456,4 @@ func readable(path string) error {
 	return f.Close()
 }
 
-func oneOf(s string, choices ...string) bool {
-	for _, c := range choices {
-		if s == c {
-			return true
-		}
-	}
-	return false
-}
+func oneOf(s string, choices ...string) bool { return slices.Contains(choices, s) }

@@ -62,25 +62,12 @@ func (c *Config) seedConfig(authorizedKey, instanceID, mac string) (*cidata.Conf
 		MetaData:       c.MetaData,
 		SSHGenKeyTypes: c.SSHHostKeyTypes,
 	}
-	switch {
-	case c.UserData != "":
-		sc.UserData, sc.UserDataName = []byte(c.UserData), "user_data"
-	case c.UserDataFile != "":
-		b, err := os.ReadFile(c.UserDataFile)
-		if err != nil {
-			return nil, fmt.Errorf("user_data_file: %w", err)
-		}
-		sc.UserData, sc.UserDataName = b, "user_data_file ("+c.UserDataFile+")"
+	var err error
+	if sc.UserData, sc.UserDataName, err = inlineOrFile(c.UserData, "user_data", c.UserDataFile, "user_data_file"); err != nil {
+		return nil, err
 	}
-	switch {
-	case c.NetworkConfig != "":
-		sc.NetworkConfig, sc.NetworkConfigName = []byte(c.NetworkConfig), "network_config"
-	case c.NetworkConfigFile != "":
-		b, err := os.ReadFile(c.NetworkConfigFile)
-		if err != nil {
-			return nil, fmt.Errorf("network_config_file: %w", err)
-		}
-		sc.NetworkConfig, sc.NetworkConfigName = b, "network_config_file ("+c.NetworkConfigFile+")"
+	if sc.NetworkConfig, sc.NetworkConfigName, err = inlineOrFile(c.NetworkConfig, "network_config", c.NetworkConfigFile, "network_config_file"); err != nil {
+		return nil, err
 	}
 	if c.VendorData != "" {
 		sc.VendorData = []byte(c.VendorData)
@@ -91,6 +78,23 @@ func (c *Config) seedConfig(authorizedKey, instanceID, mac string) (*cidata.Conf
 		}
 	}
 	return sc, nil
+}
+
+// inlineOrFile returns the content of an option given inline or as a file
+// (Prepare makes sure at most one is set), nil when neither, and the name to
+// use in error messages.
+func inlineOrFile(inline, inlineOpt, file, fileOpt string) ([]byte, string, error) {
+	switch {
+	case inline != "":
+		return []byte(inline), inlineOpt, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", fileOpt, err)
+		}
+		return b, fileOpt + " (" + file + ")", nil
+	}
+	return nil, "", nil
 }
 
 // legacySeed feeds the stock builder's cidata files into the seed.

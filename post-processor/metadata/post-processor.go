@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -110,7 +111,7 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	supported := imagemeta.SupportedAlgorithms()
 	seen := map[string]bool{}
 	for i, t := range c.ChecksumTypes {
-		if !contains(supported, t) {
+		if !slices.Contains(supported, t) {
 			add("checksum_types[%d]: %q is not one of %s", i, t, strings.Join(supported, ", "))
 		}
 		seen[t] = true
@@ -284,13 +285,4 @@ func packerVersion(fromConfig string) string {
 		return ""
 	}
 	return strings.TrimPrefix(strings.TrimSpace(string(out)), "Packer v")
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
