@@ -128,6 +128,15 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 		}
 		return s, nil
 	}
+	// dropIn is a sudoers drop-in's path and the sha256 it was read with.
+	dropIn := func(name string) (string, string, error) {
+		if !safeDropInName(name) {
+			return "", "", fmt.Errorf("apply: unexpected sudoers drop-in name %q", name)
+		}
+		p := "/etc/sudoers.d/" + name
+		old, err := sha(p)
+		return p, old, err
+	}
 	for _, name := range plan.Changed {
 		content, ok := plan.File(name)
 		if !ok {
@@ -148,11 +157,7 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if !safeDropInName(name) {
-			return nil, fmt.Errorf("apply: unexpected sudoers drop-in name %q", name)
-		}
-		p := "/etc/sudoers.d/" + name
-		old, err := sha(p)
+		p, old, err := dropIn(name)
 		if err != nil {
 			return nil, err
 		}
@@ -163,11 +168,7 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 		b.Changed = append(b.Changed, p)
 	}
 	for _, name := range plan.SudoersRemove {
-		if !safeDropInName(name) {
-			return nil, fmt.Errorf("apply: unexpected sudoers drop-in name %q", name)
-		}
-		p := "/etc/sudoers.d/" + name
-		old, err := sha(p)
+		p, old, err := dropIn(name)
 		if err != nil {
 			return nil, err
 		}
