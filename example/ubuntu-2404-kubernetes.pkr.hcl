@@ -8,7 +8,7 @@
 #   packer build -var build_production=true .   # production and development
 #
 # `make demo` builds it offline on a locally built Debian 12 test image by
-# overriding iso_url, iso_checksum and install_packages.
+# setting iso_url, iso_checksum and install_packages.
 
 packer {
   required_plugins {
@@ -35,16 +35,22 @@ variable "build_production" {
   description = "Also build the production image (development is always built)."
 }
 
+variable "ubuntu_serial" {
+  type        = string
+  default     = "current"
+  description = "The Ubuntu 24.04 cloud image serial: current (the newest) or one such as 20241004 to pin it."
+}
+
 variable "iso_url" {
   type        = string
-  default     = "https://cloud-images.ubuntu.com/noble/20241004/noble-server-cloudimg-amd64.img"
-  description = "The Ubuntu 24.04 cloud image (a dated, immutable URL)."
+  default     = ""
+  description = "Build from this image instead of the one the cloudimg-image data source resolves (a local copy, a mirror)."
 }
 
 variable "iso_checksum" {
   type        = string
-  default     = "file:https://cloud-images.ubuntu.com/noble/20241004/SHA256SUMS"
-  description = "Its checksum: sha256:<hex>, or file:<URL of a SUMS file>."
+  default     = ""
+  description = "The checksum of iso_url: sha256:<hex>, or file:<URL of a SUMS file>."
 }
 
 variable "install_packages" {
@@ -58,7 +64,24 @@ variable "repository" {
   default = "image-repository-local"
 }
 
+# Resolves the Ubuntu 24.04 server cloud image to a dated, immutable URL and its
+# checksum from Ubuntu's published index. The metadata post-processor records
+# that URL, so every image in the repository names the serial it came from.
+data "cloudimg-image" "ubuntu" {
+  distribution = "ubuntu"
+  release      = "noble"
+  serial       = var.ubuntu_serial
+  # When cloud-images.ubuntu.com cannot be reached: the image pinned last.
+  # Replace the checksum by the literal sha256:<hex> that the data source
+  # printed online, so that an offline build finds the image in Packer's cache.
+  fallback_url      = "https://cloud-images.ubuntu.com/noble/20241004/noble-server-cloudimg-amd64.img"
+  fallback_checksum = "file:https://cloud-images.ubuntu.com/noble/20241004/SHA256SUMS"
+  fallback_serial   = "20241004"
+}
+
 locals {
+  iso_url      = var.iso_url != "" ? var.iso_url : data.cloudimg-image.ubuntu.url
+  iso_checksum = var.iso_url != "" ? var.iso_checksum : data.cloudimg-image.ubuntu.checksum
   image_id = var.image_id != "" ? var.image_id : formatdate("YYYYMMDDhhmmss", timestamp())
   stages   = var.build_production ? ["production", "development"] : ["development"]
   # The Ansible variable files also label the images in the repository.
@@ -66,8 +89,8 @@ locals {
 }
 
 source "cloudimg-kvm" "node" {
-  iso_url          = var.iso_url
-  iso_checksum     = var.iso_checksum
+  iso_url          = local.iso_url
+  iso_checksum     = local.iso_checksum
   output_directory = "${var.repository}/${local.image_id}"
   disk_size        = "10G"
   cpus             = 2

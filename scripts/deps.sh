@@ -11,6 +11,8 @@ declare -A need=(
 	[debootstrap]=debootstrap
 	[mkfs.ext4]=e2fsprogs
 	[sfdisk]=fdisk
+	[mkfs.fat]=dosfstools
+	[mcopy]=mtools
 	[grub-mkimage]=grub-common
 	[ansible-playbook]=ansible-core
 	[dpkg-deb]=dpkg
@@ -23,6 +25,7 @@ declare -A need=(
 # files -> package (no command to look for)
 declare -A need_files=(
 	[/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin
+	[/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
 )
 
 missing=()

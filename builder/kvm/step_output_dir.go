@@ -2,21 +2,42 @@ package kvm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/packer-plugin-sdk/filelock"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 )
 
-// stepOutputDir makes output_directory. Several builds may share it (they
-// differ by vm_name); the conflict is an existing file of the image's name,
-// which -force removes.
+// stepOutputDir makes output_directory and claims the image's name for this
+// build. Several builds may share the directory (they differ by vm_name); the
+// conflicts are an existing file of the image's name, which -force removes,
+// and another running build of the same name (two sources without vm_name),
+// which would share the build disk: the claim is a lock that the second
+// build cannot take, held until this build's steps are cleaned up.
 type stepOutputDir struct {
 	created bool
+	claim   *filelock.Flock
+}
+
+// claimPath is the lock file claiming image: in the temporary directory, like
+// the SDK's port locks, so that output_directory holds nothing but outputs.
+// It is never removed (removing a lock file lets a waiter lock an unlinked
+// file while a newcomer locks a new one); the kernel releases the lock when
+// the process dies.
+func claimPath(image string) (string, error) {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "packer-cloudimg-"+hex.EncodeToString(sum[:8])+".lock"), nil
 }
 
 func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -31,6 +52,16 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		return halt(state, fmt.Errorf("output_directory: %w", err))
 	}
+	lock, err := claimPath(image)
+	if err != nil {
+		return halt(state, fmt.Errorf("output_directory: %w", err))
+	}
+	s.claim = filelock.New(lock)
+	if ok, err := s.claim.TryLock(); err != nil {
+		return halt(state, fmt.Errorf("claiming the image name %s (lock file %s): %w", image, lock, err))
+	} else if !ok {
+		return halt(state, fmt.Errorf("another build is writing %s right now: give each source its own vm_name (or output_directory)", image))
+	}
 	if _, err := os.Lstat(image); err == nil {
 		if !cfg.PackerForce {
 			return halt(state, fmt.Errorf("output file %s already exists: remove it, choose another vm_name or output_directory, or build with -force", image))
@@ -44,8 +75,11 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 }
 
 // Cleanup removes the output directory if this build created it and a
-// failed or cancelled build left it empty.
+// failed or cancelled build left it empty, then gives up the name's claim.
 func (s *stepOutputDir) Cleanup(state multistep.StateBag) {
+	if s.claim != nil {
+		defer s.claim.Unlock()
+	}
 	if !s.created {
 		return
 	}

@@ -100,6 +100,63 @@ func TestCreateDiskSizes(t *testing.T) {
 	}
 }
 
+// Two builds of one image name (two sources without vm_name) would share the
+// build disk: the second is refused while the first runs, and the name is free
+// again once the first is cleaned up. Other names in the directory are not
+// affected, and neither is an existing file without -force.
+func TestOutputDirClaimsTheImageName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "output")
+	run := func(name string, force bool) (*stepOutputDir, multistep.StateBag, multistep.StepAction) {
+		cfg := &Config{OutputDir: dir, VMName: name}
+		cfg.PackerForce = force
+		state := stepState(t, cfg, &fakeDriver{})
+		s := &stepOutputDir{}
+		return s, state, s.Run(context.Background(), state)
+	}
+	first, firstState, action := run("packer-node", false)
+	if action != multistep.ActionContinue {
+		t.Fatal(firstState.Get("error"))
+	}
+	second, state, action := run("packer-node", false)
+	if action != multistep.ActionHalt {
+		t.Fatal("a second build of the same image name was not refused")
+	}
+	second.Cleanup(state) // must not release the first build's claim
+	if msg := state.Get("error").(error).Error(); !strings.Contains(msg, "another build is writing") || !strings.Contains(msg, "vm_name") {
+		t.Errorf("error %q does not explain the conflict", msg)
+	}
+	if _, _, action := run("packer-node", false); action != multistep.ActionHalt {
+		t.Fatal("the refused build's cleanup released the first build's claim")
+	}
+	other, otherState, action := run("other", false)
+	if action != multistep.ActionContinue {
+		t.Fatalf("another vm_name in the same directory: %v", otherState.Get("error"))
+	}
+	other.Cleanup(otherState)
+
+	first.Cleanup(firstState)
+	again, againState, action := run("packer-node", false)
+	if action != multistep.ActionContinue {
+		t.Fatalf("the name stayed claimed after cleanup: %v", againState.Get("error"))
+	}
+	again.Cleanup(againState)
+
+	os.WriteFile(filepath.Join(dir, "packer-node"), []byte("old image"), 0o644)
+	refused, state, action := run("packer-node", false)
+	if action != multistep.ActionHalt || !strings.Contains(state.Get("error").(error).Error(), "-force") {
+		t.Errorf("an existing image without -force: %v", state.Get("error"))
+	}
+	refused.Cleanup(state)
+	forced, forcedState, action := run("packer-node", true)
+	if action != multistep.ActionContinue {
+		t.Fatal(forcedState.Get("error"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "packer-node")); !os.IsNotExist(err) {
+		t.Error("-force kept the previous image")
+	}
+	forced.Cleanup(forcedState)
+}
+
 func TestConvertIsAtomic(t *testing.T) {
 	dir := t.TempDir()
 	image := filepath.Join(dir, "out.qcow2")

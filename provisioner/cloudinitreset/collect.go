@@ -72,12 +72,14 @@ if [ -d "$ROOT/etc/sudoers.d" ]; then
 	done
 fi
 say "FACT kernel $(uname -r 2>/dev/null || true)"
-if [ -z "$ROOT" ] && command -v cloud-init >/dev/null 2>&1; then
-	say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
-fi
+# cloud-init's version comes from the package list where there is one:
+# starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
 	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
 elif [ -z "$ROOT" ] && command -v rpm >/dev/null 2>&1; then
+	if command -v cloud-init >/dev/null 2>&1; then
+		say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
+	fi
 	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' 2>/dev/null || say "NOTE rpm -qa failed"
 fi
 say "DONE $NONCE"
@@ -200,6 +202,13 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 		osr = contents["/usr/lib/os-release"]
 	}
 	c.Facts.OSRelease = ParseOSRelease(osr)
+	if c.Facts.CloudInitVersion == "" {
+		for _, p := range c.Facts.Packages {
+			if p.Name == "cloud-init" {
+				c.Facts.CloudInitVersion = upstreamVersion(p.Version)
+			}
+		}
+	}
 	sort.Slice(c.Facts.Packages, func(i, j int) bool {
 		a, b := c.Facts.Packages[i], c.Facts.Packages[j]
 		return a.Name < b.Name || a.Name == b.Name && a.Version < b.Version
@@ -222,6 +231,19 @@ func cloudInitVersion(out string) string {
 		return ""
 	}
 	return f[len(f)-1]
+}
+
+// upstreamVersion is the upstream part of a Debian package version
+// ("22.4.2-1+deb12u1" -> "22.4.2", "1:9.2p1-2" -> "9.2p1"), which is what
+// `cloud-init --version` prints on Debian.
+func upstreamVersion(v string) string {
+	if _, after, ok := strings.Cut(v, ":"); ok {
+		v = after
+	}
+	if i := strings.LastIndex(v, "-"); i > 0 {
+		v = v[:i]
+	}
+	return v
 }
 
 // ParseOSRelease parses os-release(5) contents: KEY=value lines, values

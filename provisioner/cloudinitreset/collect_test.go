@@ -81,6 +81,28 @@ func TestParseCollect(t *testing.T) {
 	}
 }
 
+// Where dpkg lists cloud-init, its version comes from there (the collect
+// script does not start cloud-init): the upstream part, as
+// `cloud-init --version` prints it.
+func TestCloudInitVersionFromPackages(t *testing.T) {
+	for pkg, want := range map[string]string{
+		"22.4.2-1+deb12u1":        "22.4.2",
+		"24.4.1-0ubuntu0~24.04.3": "24.4.1",
+		"1:25.1-1":                "25.1",
+		"23.1":                    "23.1",
+	} {
+		out := collectOutput("abc", map[string]string{"/etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+			"PKG\tinstall ok installed\tcloud-init\t"+pkg)
+		c, err := ParseCollect([]byte(out), "abc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Facts.CloudInitVersion != want {
+			t.Errorf("package version %s: cloud-init version %q, want %q", pkg, c.Facts.CloudInitVersion, want)
+		}
+	}
+}
+
 func TestParseCollectErrors(t *testing.T) {
 	good := collectOutput("abc", map[string]string{"/etc/passwd": "root:x:0:0::/root:/bin/sh\n"})
 	for name, tc := range map[string]struct {

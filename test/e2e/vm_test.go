@@ -68,6 +68,21 @@ type vmOptions struct {
 	CPUs          int  // default 2
 	MemoryMiB     int  // default 1024
 	NoWaitSSH     bool // return as soon as QEMU runs, without waiting for SSH
+	// EFIVars boots with UEFI firmware (OVMF) instead of the BIOS, on a copy
+	// of this variables store (a build's <vm_name>.efivars.fd).
+	EFIVars string
+}
+
+// ovmfCode is the OVMF code image the harness boots UEFI guests with: the
+// first that exists of the builder's default paths on Debian/Ubuntu.
+func ovmfCode(t testing.TB) string {
+	for _, p := range []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Fatal("no OVMF code image: install the ovmf package (make deps)")
+	return ""
 }
 
 // vm is a QEMU guest booted by bootVM from an image, through a qcow2
@@ -201,35 +216,18 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 		}
 	})
 
-	for boot := 1; ; boot++ {
-		v.start(opts, seed)
-		t.Logf("VM booting %s (overlay), accel %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
-			img, v.Accel, v.User, v.SSHPort, v.Hostname, v.InstanceID, v.MAC, v.Network, dir)
-		if opts.NoWaitSSH {
-			return v
+	v.start(opts, seed)
+	t.Logf("VM booting %s (overlay), accel %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
+		img, v.Accel, v.User, v.SSHPort, v.Hostname, v.InstanceID, v.MAC, v.Network, dir)
+	if !opts.NoWaitSSH {
+		if err := v.waitSSH(); err != nil {
+			t.Fatalf("SSH: %v", err)
 		}
-		err := v.waitSSH()
-		if err == nil {
-			return v
-		}
-		// Under TCG on a loaded host the kernel's early timer check can fail
-		// ("IO-APIC + timer doesn't work") before anything touched the disk.
-		// That is the emulator's timing, not the image: boot once more.
-		var kp *kernelPanicError
-		if errors.As(err, &kp) && kp.timerCheck && boot < 2 {
-			t.Logf("the guest kernel panicked in its early timer check (a TCG timing flake on a loaded host); booting again:\n%s", kp.msg)
-			v.kill()
-			if err := os.Rename(v.SerialLog, filepath.Join(dir, fmt.Sprintf("serial.panic-%d.log", boot))); err != nil {
-				t.Fatal(err)
-			}
-			v.createOverlay(img)
-			continue
-		}
-		t.Fatalf("SSH: %v", err)
 	}
+	return v
 }
 
-// createOverlay (re)creates the VM's qcow2 overlay on img.
+// createOverlay creates the VM's qcow2 overlay on img.
 func (v *vm) createOverlay(img string) {
 	v.t.Helper()
 	os.Remove(v.Overlay)
@@ -243,15 +241,6 @@ type qemuProc struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when QEMU has exited
 	err    error         // its exit error, once exited is closed
-}
-
-// kill kills QEMU at once and waits for it.
-func (v *vm) kill() {
-	if v.proc == nil {
-		return
-	}
-	_ = v.proc.cmd.Process.Kill()
-	<-v.proc.exited
 }
 
 func writeFile(t testing.TB, path string, b []byte, mode os.FileMode) {
@@ -362,6 +351,13 @@ func (v *vm) start(opts vmOptions, seed string) {
 			"-nic", fmt.Sprintf("user,model=virtio-net-pci,mac=%s,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", v.MAC, port),
 			"-pidfile", filepath.Join(v.Dir, "qemu.pid"),
 			"-qmp", "unix:" + qemuOpt(v.qmpSock) + ",server=on,wait=off",
+		}
+		if opts.EFIVars != "" {
+			vars := filepath.Join(v.Dir, "efivars.fd")
+			writeFile(t, vars, mustReadFile(t, opts.EFIVars), 0o644)
+			args = append(args,
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuOpt(ovmfCode(t)),
+				"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
 		}
 		logf, err := os.Create(v.QemuLog)
 		if err != nil {
@@ -663,8 +659,7 @@ func (v *vm) waitSSH() error {
 
 // kernelPanicError is a guest kernel panic seen on the serial console.
 type kernelPanicError struct {
-	msg        string // the panic line and what follows
-	timerCheck bool   // the early "IO-APIC + timer doesn't work" check
+	msg string // the panic line and what follows
 }
 
 func (e *kernelPanicError) Error() string { return "the guest kernel panicked:\n" + e.msg }
@@ -683,7 +678,7 @@ func (v *vm) checkPanic() error {
 	if len(msg) > 4000 {
 		msg = msg[:4000]
 	}
-	return &kernelPanicError{msg: msg, timerCheck: strings.Contains(msg, "timer doesn't work")}
+	return &kernelPanicError{msg: msg}
 }
 
 // connected returns the current SSH client, dialling (with retries until

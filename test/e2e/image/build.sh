@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build a BIOS-bootable Debian 12 (bookworm) cloud image in qcow2 that behaves
-# like Debian's official "genericcloud" image: cloud-init (NoCloud seed ISO
+# Build a Debian 12 (bookworm) cloud image in qcow2, bootable by BIOS and by
+# UEFI (an EFI system partition with GRUB at the removable-media path, as
+# OVMF boots it without NVRAM entries), that behaves like Debian's official
+# "genericcloud" image: cloud-init (NoCloud seed ISO
 # labelled "cidata" works), openssh-server, sudo, ifupdown + DHCP, growpart,
 # serial console on ttyS0. The image is left "unbooted": empty machine-id, no
 # SSH host keys, no /var/lib/cloud, no apt lists.
@@ -22,10 +24,10 @@
 #   DEBIAN_SECURITY_MIRROR  same for debian-security
 #   VERBOSE=1               stream the tools' output to stderr instead of a log
 #
-# Needs root. It mounts nothing but /proc inside the chroot: the filesystem is
-# written straight into the disk file (mkfs.ext4 -d) and GRUB is installed by
-# hand (boot.img into the MBR, core.img into the gap before the partition),
-# because grub-install and partition/loop mounts need kernel features that
+# Needs root. It mounts nothing but /proc inside the chroot: the filesystems
+# are written straight into the disk file (mkfs.ext4 -d, mkfs.fat + mtools)
+# and GRUB is installed by hand (BIOS: boot.img into the MBR, core.img into
+# the gap before the first partition; UEFI: EFI/BOOT/BOOTX64.EFI), because grub-install and partition/loop mounts need kernel features that
 # build hosts (containers, sandboxed VMs) often lack.
 set -euo pipefail
 # The whole script is one { ... } group, so bash parses it completely before
@@ -35,7 +37,9 @@ set -euo pipefail
 # ---------------------------------------------------------------- settings --
 SUITE=bookworm
 DISK_SIZE_MIB=2048        # virtual disk size; cloud-init growpart grows the fs to the real disk
-PART_START=2048           # first partition sector (1 MiB); sectors 1..2047 hold GRUB's core.img
+ESP_START=2048            # first partition: EFI system partition (FAT, 32 MiB); sectors 1..2047 hold GRUB's BIOS core.img
+ESP_SECTORS=65536
+PART_START=$((ESP_START + ESP_SECTORS)) # second and last partition: the root filesystem (growpart grows it)
 # A fixed filesystem UUID so fstab and grub.cfg can name the root before it exists.
 # (Every VM made from the image shares it, as with any cloud image.)
 ROOT_UUID=7fc270ba-ca5f-4f44-907e-acf36902a099
@@ -50,7 +54,7 @@ PACKAGES=(
   linux-image-cloud-amd64 initramfs-tools systemd-sysv dbus udev
   cloud-init cloud-guest-utils openssh-server sudo
   ifupdown isc-dhcp-client iproute2 netbase
-  grub-pc-bin adduser passwd
+  grub-pc-bin grub-efi-amd64-bin adduser passwd
 )
 
 # ------------------------------------------------------------------ helpers --
@@ -113,6 +117,8 @@ need debootstrap debootstrap
 need mkfs.ext4 e2fsprogs
 need e2fsck e2fsprogs
 need sfdisk fdisk
+need mkfs.fat dosfstools
+need mcopy mtools
 need qemu-img qemu-utils
 need flock util-linux
 need chroot coreutils
@@ -301,6 +307,13 @@ in_root grub-mkimage -O i386-pc -o /tmp/core.img -c /tmp/early.cfg -p /boot/grub
   biosdisk part_msdos ext2 search search_fs_uuid normal configfile linux echo test serial terminal
 cp "$ROOT/tmp/core.img" "$WORK/core.img"
 cp "$ROOT/usr/lib/grub/i386-pc/boot.img" "$WORK/boot.img"
+# The same for UEFI: an EFI GRUB with the same early config and grub.cfg, its
+# modules beside grub.cfg too (from the image's grub-efi-amd64-bin).
+mkdir -p "$ROOT/boot/grub/x86_64-efi"
+cp "$ROOT"/usr/lib/grub/x86_64-efi/*.mod "$ROOT"/usr/lib/grub/x86_64-efi/*.lst "$ROOT/boot/grub/x86_64-efi/"
+in_root grub-mkimage -O x86_64-efi -o /tmp/bootx64.efi -c /tmp/early.cfg -p /boot/grub \
+  part_msdos ext2 fat search search_fs_uuid normal configfile linux echo test serial terminal efi_gop
+cp "$ROOT/tmp/bootx64.efi" "$WORK/bootx64.efi"
 
 # ----------------------------------------------------- make it look unbooted --
 log "cleaning up"
@@ -338,12 +351,20 @@ log "writing the disk image"
 DISK_SECTORS=$((DISK_SIZE_MIB * 2048))
 PART_SECTORS=$((DISK_SECTORS - PART_START))
 truncate -s "${DISK_SIZE_MIB}M" "$DISK"
-# MBR ("dos") label, one bootable Linux partition from 1 MiB to the end.
+# MBR ("dos") label: the EFI system partition (type ef) from 1 MiB, then a
+# bootable Linux partition to the end.
 sfdisk --quiet "$DISK" <<EOF
 label: dos
 label-id: 0x$(cut -c1-8 <<<"$ROOT_UUID")
+start=$ESP_START, size=$ESP_SECTORS, type=ef
 start=$PART_START, size=$PART_SECTORS, type=83, bootable
 EOF
+# The EFI system partition: FAT written at its offset, GRUB at the path UEFI
+# firmware boots when it has no boot entries.
+mkfs.fat -F 16 -n ESP --offset "$ESP_START" "$DISK" $((ESP_SECTORS / 2))
+ESP_IMG="$DISK@@$((ESP_START * 512))"
+MTOOLS_SKIP_CHECK=1 mmd -i "$ESP_IMG" ::/EFI ::/EFI/BOOT
+MTOOLS_SKIP_CHECK=1 mcopy -i "$ESP_IMG" "$WORK/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
 # The filesystem goes straight into the file at the partition's offset. The
 # image's own mke2fs.conf picks the features, so its e2fsck/GRUB know them all.
 MKE2FS_CONFIG=$ROOT/etc/mke2fs.conf mkfs.ext4 -F -q -U "$ROOT_UUID" \
@@ -364,7 +385,7 @@ put_le "$DISK" 0x66 2 0x9090  # DRIVE_CHECK: NOP the jump, as grub-bios-setup do
 #    where the rest of core.img is: LBA 2 onwards, contiguous here.
 CORE_BYTES=$(stat -c %s "$WORK/core.img")
 CORE_SECTORS=$(((CORE_BYTES + 511) / 512))
-((CORE_SECTORS < PART_START)) || die "core.img ($CORE_SECTORS sectors) does not fit before the partition"
+((CORE_SECTORS < ESP_START)) || die "core.img ($CORE_SECTORS sectors) does not fit before the first partition"
 put_le "$WORK/core.img" 0x1f4 8 2                     # start LBA
 put_le "$WORK/core.img" 0x1fc 2 $((CORE_SECTORS - 1)) # sectors after diskboot (segment 0x820 stays)
 dd if="$WORK/core.img" of="$DISK" bs=512 seek=1 conv=notrunc status=none

@@ -39,12 +39,14 @@ if [ -d "$ROOT/etc/sudoers.d" ]; then
 	done
 fi
 say "FACT kernel $(uname -r 2>/dev/null || true)"
-if [ -z "$ROOT" ] && command -v cloud-init >/dev/null 2>&1; then
-	say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
-fi
+# cloud-init's version comes from the package list where there is one:
+# starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
 	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
 elif [ -z "$ROOT" ] && command -v rpm >/dev/null 2>&1; then
+	if command -v cloud-init >/dev/null 2>&1; then
+		say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
+	fi
 	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' 2>/dev/null || say "NOTE rpm -qa failed"
 fi
 say "DONE $NONCE"

@@ -1,0 +1,84 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestScenarioUEFI builds with the builder's non-default machine shape:
+// firmware = "uefi" (OVMF), disk_interface = "virtio-scsi", use_backing_file
+// with disk_size larger than the source, disk_compression. It checks what
+// the build guest saw (UEFI, a SCSI root disk), that the output is a
+// standalone qcow2 of the new size delivered with its UEFI variables store,
+// and that the output boots again under UEFI with that store, as a
+// cloud-init first boot without the build user.
+func TestScenarioUEFI(t *testing.T) {
+	tm := newTimings(t)
+	img := testImage(t)
+	dir := copyScenario(t, "uefi", testDir(t))
+	out := filepath.Join(dir, "output")
+	vars := map[string]string{
+		"iso_url":          img,
+		"iso_checksum":     "sha256:" + testImageSHA256(t),
+		"output_directory": out,
+	}
+	start := time.Now()
+	buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...).mustSucceed(t)
+	tm.since("build", start)
+
+	output := filepath.Join(out, "uefi.qcow2")
+	efivars := output + ".efivars.fd"
+	if st, err := os.Stat(efivars); err != nil || st.Size() == 0 {
+		t.Fatalf("the UEFI variables store beside the image: %v", err)
+	}
+	info, err := exec.Command("qemu-img", "info", "--output=json", output).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info %s: %v", output, err)
+	}
+	var qi struct {
+		Format      string `json:"format"`
+		VirtualSize int64  `json:"virtual-size"`
+		Backing     string `json:"backing-filename"`
+	}
+	if err := json.Unmarshal(info, &qi); err != nil {
+		t.Fatal(err)
+	}
+	if qi.Format != "qcow2" || qi.Backing != "" || qi.VirtualSize != 3<<30 {
+		t.Errorf("output: format %q, backing file %q, virtual size %d; want a standalone qcow2 of 3 GiB (disk_size)", qi.Format, qi.Backing, qi.VirtualSize)
+	}
+	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
+		t.Errorf("temporary files left in the output directory: %q", left)
+	}
+
+	start = time.Now()
+	bootOutputs(t, []vmOptions{{User: "carol", EFIVars: efivars}},
+		func(int) string { return output },
+		func(t *testing.T, _ int, v *vm) {
+			checkFirstBoot(t, v)
+			checkBuildUserGone(t, v)
+			build := v.MustRead("cat /etc/cloudimg-e2e-build")
+			for _, want := range []string{"firmware=uefi", "root=/dev/sda2", "bus=virtio-scsi"} {
+				if !strings.Contains(build, want) {
+					t.Errorf("the build guest recorded %q; want %s (firmware and disk_interface in effect)", build, want)
+				}
+			}
+			if _, code, err := v.Run("test -d /sys/firmware/efi"); err != nil || code != 0 {
+				t.Errorf("the output did not boot under UEFI (no /sys/firmware/efi): exit %d, %v", code, err)
+			}
+			// growpart grew the root partition to the 3 GiB disk at the build's
+			// first boot; the filesystem is well over the source's 2 GiB.
+			size, err := strconv.ParseInt(strings.TrimSpace(v.MustRead("df -B1 --output=size / | tail -n 1")), 10, 64)
+			if err != nil || size < 2600<<20 {
+				t.Errorf("root filesystem size %d bytes (%v): want it grown towards disk_size 3G", size, err)
+			}
+		})
+	tm.since("boot", start)
+}
