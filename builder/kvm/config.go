@@ -187,9 +187,14 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	var warnings []string
 	add := func(format string, a ...any) { errs = packersdk.MultiErrorAppend(errs, fmt.Errorf(format, a...)) }
 
-	if c.ISOChecksum == "" {
+	switch {
+	case c.ISOChecksum == "":
 		add("iso_checksum: required: the source image's checksum (\"sha256:…\", \"file:<url of a SUMS file>\") or \"none\" to skip the check")
-	} else {
+	case c.ISOChecksum == unknownValue || c.RawSingleISOUrl == unknownValue:
+		// `packer validate` passes a data source's outputs (such as
+		// cloudimg-image's url and checksum) as this placeholder: they
+		// cannot be checked before the data source runs.
+	default:
 		isoWarnings, isoErrs := c.ISOConfig.Prepare(&c.ctx)
 		warnings = append(warnings, isoWarnings...)
 		for _, e := range isoErrs {
@@ -426,6 +431,10 @@ var (
 	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
 	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
 )
+
+// unknownValue is what Packer passes for a value it cannot know yet: an
+// output of a data source during `packer validate`.
+const unknownValue = "<unknown>"
 
 // placeholderKey is a syntactically valid public key for validating the seed.
 func placeholderKey() string {

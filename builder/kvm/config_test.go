@@ -108,6 +108,23 @@ func TestPrepareErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// During `packer validate` a data source's outputs arrive as "<unknown>":
+// the template is valid, and the checksum is checked at build time; a
+// malformed literal checksum stays an error.
+func TestPrepareAcceptsUnknownDataSourceOutputs(t *testing.T) {
+	raw := testConfig(t)
+	raw["iso_url"], raw["iso_checksum"] = "<unknown>", "<unknown>"
+	var c Config
+	if _, err := c.Prepare(raw); err != nil {
+		t.Errorf("unknown iso_url/iso_checksum: %v", err)
+	}
+	raw = testConfig(t)
+	raw["iso_checksum"] = "sha256:nothex"
+	if _, err := (&Config{}).Prepare(raw); err == nil || !strings.Contains(err.Error(), "iso_checksum") {
+		t.Errorf("a malformed checksum: %v", err)
+	}
+}
+
 func TestPrepareLegacySeedWarns(t *testing.T) {
 	raw := testConfig(t)
 	raw["cd_label"] = "cidata"

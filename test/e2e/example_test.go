@@ -10,7 +10,8 @@ import (
 
 // TestExampleValidates: the documented example (example/, what `make demo`
 // builds) passes `packer validate` with both stages, as a user would run it
-// with the image URL and checksum of their choice.
+// with the image URL and checksum of their choice, and as it comes, with the
+// image resolved by the cloudimg-image data source.
 func TestExampleValidates(t *testing.T) {
 	dir := testDir(t)
 	fake := filepath.Join(dir, "cloud-image.img")
@@ -33,5 +34,11 @@ func TestExampleValidates(t *testing.T) {
 		"-var", "build_production=true",
 		"-var", "repository="+filepath.Join(dir, "repository"),
 		".")
+	r.mustSucceed(t)
+
+	// As it is first run, without iso_url: the cloudimg-image data source
+	// provides the image, and validate does not run it (its outputs are
+	// unknown then), so this must pass offline too.
+	r = runPacker(t, example, "validate", "-var", "repository="+filepath.Join(dir, "repository"), ".")
 	r.mustSucceed(t)
 }
