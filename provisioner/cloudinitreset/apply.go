@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,11 +44,13 @@ type ApplyOptions struct {
 	ShutdownDelay time.Duration
 }
 
-// Bundle is what goes to the guest's temporary directory: the apply script
-// and the new contents of the files it installs.
+// Bundle is what goes to the guest's temporary directory: the apply script,
+// which carries the new contents of the files it installs and writes them
+// there itself (one upload: each upload is a session and a process in the
+// guest, which costs a fraction of a second under emulation).
 type Bundle struct {
 	Script   string
-	Files    map[string][]byte // name in the temporary directory -> contents
+	Files    map[string][]byte // name in the temporary directory -> contents (in Script)
 	Changed  []string          // guest paths that change (rewritten or deleted)
 	Messages []string          // decisions made here, for the report
 }
@@ -74,6 +77,13 @@ type applyData struct {
 	SudoersRemove []fileChange
 	VitalCase     string
 	ShutdownSecs  int
+	Inline        []inlineFile
+}
+
+// inlineFile is a file the apply script writes into its directory.
+type inlineFile struct {
+	Name   string
+	Base64 string
 }
 
 var nonceRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
@@ -176,6 +186,9 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 		b.Changed = append(b.Changed, p)
 	}
 
+	for _, name := range sortedKeys(b.Files) {
+		d.Inline = append(d.Inline, inlineFile{Name: name, Base64: base64.StdEncoding.EncodeToString(b.Files[name])})
+	}
 	var sb strings.Builder
 	if err := applyTmpl.Execute(&sb, d); err != nil {
 		return nil, fmt.Errorf("apply: %v", err)

@@ -178,7 +178,8 @@ func TestProvision(t *testing.T) {
 	if comm.commands[1] != "sh '"+dir+"/collect.sh' # as root" || comm.commands[2] != "sh '"+dir+"/apply.sh' # as root" {
 		t.Errorf("the scripts did not run through execute_command: %q", comm.commands[1:])
 	}
-	if want := []string{"apply.sh", "collect.sh", "group", "gshadow", "passwd", "shadow", "subgid", "subuid"}; !slices.Equal(comm.uploadNames(), want) {
+	// The new account files travel inside apply.sh: two uploads in all.
+	if want := []string{"apply.sh", "collect.sh"}; !slices.Equal(comm.uploadNames(), want) {
 		t.Errorf("uploads %v, want %v", comm.uploadNames(), want)
 	}
 	for p, content := range comm.uploads {
@@ -273,7 +274,7 @@ func TestProvisionDryRun(t *testing.T) {
 	if !f.Reset.DryRun || !slices.Contains(f.Reset.ChangedFiles, "/etc/passwd") || !slices.Contains(f.Reset.RemovedPaths, "/home/packer") {
 		t.Errorf("reset %+v", f.Reset)
 	}
-	if n := len(comm.uploads); n != 8 {
+	if n := len(comm.uploads); n != 2 {
 		t.Errorf("%d uploads", n)
 	}
 }

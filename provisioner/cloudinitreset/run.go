@@ -93,12 +93,7 @@ func (r *run) provision(ctx context.Context) error {
 	}
 	r.showDiffs(got, plan)
 
-	// 3. Apply, in one privileged command.
-	for name, content := range bundle.Files {
-		if err := r.comm.Upload(path.Join(dir, name), bytes.NewReader(content), nil); err != nil {
-			return fmt.Errorf("cloudimg-cloudinit-reset: uploading %s: %w", name, err)
-		}
-	}
+	// 3. Apply, in one upload and one privileged command.
 	script := path.Join(dir, "apply.sh")
 	if err := r.comm.Upload(script, strings.NewReader(bundle.Script), nil); err != nil {
 		return fmt.Errorf("cloudimg-cloudinit-reset: uploading the apply script: %w", err)

@@ -40,6 +40,24 @@ esac
 ROOT=${ROOT%/}
 DIR=$(cd "$(dirname "$0")" && pwd -P)
 cd /
+base64 -d >"$DIR"/'group' <<'CLOUDIMG_BASE64'
+cm9vdDp4OjA6CmRhZW1vbjp4OjE6CmJpbjp4OjI6CnN5czp4OjM6CmFkbTp4OjQ6ZGVwbG95CnR0eTp4OjU6CmRpc2s6eDo2OgpscDp4Ojc6Cm1haWw6eDo4OgpuZXdzOng6OToKdXVjcDp4OjEwOgptYW46eDoxMjoKcHJveHk6eDoxMzoKa21lbTp4OjE1OgpkaWFsb3V0Ong6MjA6CmZheDp4OjIxOgp2b2ljZTp4OjIyOgpjZHJvbTp4OjI0OgpmbG9wcHk6eDoyNToKdGFwZTp4OjI2OgpzdWRvOng6Mjc6ZGVwbG95CmF1ZGlvOng6Mjk6CmRpcDp4OjMwOgp3d3ctZGF0YTp4OjMzOgpiYWNrdXA6eDozNDoKb3BlcmF0b3I6eDozNzoKbGlzdDp4OjM4OgppcmM6eDozOToKc3JjOng6NDA6CnNoYWRvdzp4OjQyOgp1dG1wOng6NDM6CnZpZGVvOng6NDQ6CnNhc2w6eDo0NToKcGx1Z2Rldjp4OjQ2OgpzdGFmZjp4OjUwOgpnYW1lczp4OjYwOgp1c2Vyczp4OjEwMDpkZXBsb3ksb3BzCm5vZ3JvdXA6eDo2NTUzNDoKc3lzdGVtZC1qb3VybmFsOng6OTk5OgpzeXN0ZW1kLW5ldHdvcms6eDo5OTg6CnN5c3RlbWQtdGltZXN5bmM6eDo5OTc6CmlucHV0Ong6OTk2OgpzZ3g6eDo5OTU6Cmt2bTp4Ojk5NDoKcmVuZGVyOng6OTkzOgpuZXRkZXY6eDoxMDE6Cm1lc3NhZ2VidXM6eDoxMDI6Cl9zc2g6eDoxMDM6Cl9jaHJvbnk6eDoxMDQ6CmRlcGxveTp4OjEwMDE6Cm9wczp4OjEwMDI6Cg==
+CLOUDIMG_BASE64
+base64 -d >"$DIR"/'gshadow' <<'CLOUDIMG_BASE64'
+cm9vdDoqOjoKZGFlbW9uOio6OgpiaW46Kjo6CnN5czoqOjoKYWRtOio6OmRlcGxveQp0dHk6Kjo6CmRpc2s6Kjo6CmxwOio6OgptYWlsOio6OgpuZXdzOio6Ogp1dWNwOio6OgptYW46Kjo6CnByb3h5Oio6OgprbWVtOio6OgpkaWFsb3V0Oio6OgpmYXg6Kjo6CnZvaWNlOio6OgpjZHJvbToqOjoKZmxvcHB5Oio6Ogp0YXBlOio6OgpzdWRvOio6OmRlcGxveQphdWRpbzoqOjoKZGlwOio6Ogp3d3ctZGF0YToqOjoKYmFja3VwOio6OgpvcGVyYXRvcjoqOjoKbGlzdDoqOjoKaXJjOio6OgpzcmM6Kjo6CnNoYWRvdzoqOjoKdXRtcDoqOjoKdmlkZW86Kjo6CnNhc2w6Kjo6CnBsdWdkZXY6Kjo6CnN0YWZmOio6OgpnYW1lczoqOjoKdXNlcnM6Kjo6ZGVwbG95LG9wcwpub2dyb3VwOio6OgpzeXN0ZW1kLWpvdXJuYWw6ISo6OgpzeXN0ZW1kLW5ldHdvcms6ISo6OgpzeXN0ZW1kLXRpbWVzeW5jOiEqOjoKaW5wdXQ6ISo6OgpzZ3g6ISo6Ogprdm06ISo6OgpyZW5kZXI6ISo6OgpuZXRkZXY6ITo6Cm1lc3NhZ2VidXM6ITo6Cl9zc2g6ITo6Cl9jaHJvbnk6ITo6CmRlcGxveTohOjoKb3BzOiE6Ogo=
+CLOUDIMG_BASE64
+base64 -d >"$DIR"/'passwd' <<'CLOUDIMG_BASE64'
+cm9vdDp4OjA6MDpyb290Oi9yb290Oi9iaW4vYmFzaApkYWVtb246eDoxOjE6ZGFlbW9uOi91c3Ivc2JpbjovdXNyL3NiaW4vbm9sb2dpbgpiaW46eDoyOjI6YmluOi9iaW46L3Vzci9zYmluL25vbG9naW4Kc3lzOng6MzozOnN5czovZGV2Oi91c3Ivc2Jpbi9ub2xvZ2luCnN5bmM6eDo0OjY1NTM0OnN5bmM6L2JpbjovYmluL3N5bmMKZ2FtZXM6eDo1OjYwOmdhbWVzOi91c3IvZ2FtZXM6L3Vzci9zYmluL25vbG9naW4KbWFuOng6NjoxMjptYW46L3Zhci9jYWNoZS9tYW46L3Vzci9zYmluL25vbG9naW4KbHA6eDo3Ojc6bHA6L3Zhci9zcG9vbC9scGQ6L3Vzci9zYmluL25vbG9naW4KbWFpbDp4Ojg6ODptYWlsOi92YXIvbWFpbDovdXNyL3NiaW4vbm9sb2dpbgpuZXdzOng6OTo5Om5ld3M6L3Zhci9zcG9vbC9uZXdzOi91c3Ivc2Jpbi9ub2xvZ2luCnV1Y3A6eDoxMDoxMDp1dWNwOi92YXIvc3Bvb2wvdXVjcDovdXNyL3NiaW4vbm9sb2dpbgpwcm94eTp4OjEzOjEzOnByb3h5Oi9iaW46L3Vzci9zYmluL25vbG9naW4Kd3d3LWRhdGE6eDozMzozMzp3d3ctZGF0YTovdmFyL3d3dzovdXNyL3NiaW4vbm9sb2dpbgpiYWNrdXA6eDozNDozNDpiYWNrdXA6L3Zhci9iYWNrdXBzOi91c3Ivc2Jpbi9ub2xvZ2luCmxpc3Q6eDozODozODpNYWlsaW5nIExpc3QgTWFuYWdlcjovdmFyL2xpc3Q6L3Vzci9zYmluL25vbG9naW4KaXJjOng6Mzk6Mzk6aXJjZDovcnVuL2lyY2Q6L3Vzci9zYmluL25vbG9naW4KX2FwdDp4OjQyOjY1NTM0Ojovbm9uZXhpc3RlbnQ6L3Vzci9zYmluL25vbG9naW4Kbm9ib2R5Ong6NjU1MzQ6NjU1MzQ6bm9ib2R5Oi9ub25leGlzdGVudDovdXNyL3NiaW4vbm9sb2dpbgpzeXN0ZW1kLW5ldHdvcms6eDo5OTg6OTk4OnN5c3RlbWQgTmV0d29yayBNYW5hZ2VtZW50Oi86L3Vzci9zYmluL25vbG9naW4Kc3lzdGVtZC10aW1lc3luYzp4Ojk5Nzo5OTc6c3lzdGVtZCBUaW1lIFN5bmNocm9uaXphdGlvbjovOi91c3Ivc2Jpbi9ub2xvZ2luCm1lc3NhZ2VidXM6eDoxMDA6MTAyOjovbm9uZXhpc3RlbnQ6L3Vzci9zYmluL25vbG9naW4Kc3NoZDp4OjEwMTo2NTUzNDo6L3J1bi9zc2hkOi91c3Ivc2Jpbi9ub2xvZ2luCl9jaHJvbnk6eDoxMDI6MTA0OkNocm9ueSBkYWVtb24sLCw6L3Zhci9saWIvY2hyb255Oi91c3Ivc2Jpbi9ub2xvZ2luCmRlcGxveTp4OjEwMDE6MTAwMTpEZXBsb3kgdXNlciwsLDovaG9tZS9kZXBsb3k6L2Jpbi9iYXNoCm9wczp4OjEwMDI6MTAwMjpPcGVyYXRpb25zLCwsOi9ob21lL29wczovYmluL2Jhc2gK
+CLOUDIMG_BASE64
+base64 -d >"$DIR"/'shadow' <<'CLOUDIMG_BASE64'
+cm9vdDoqOjIwNjAwOjA6OTk5OTk6Nzo6OgpkYWVtb246KjoyMDYwMDowOjk5OTk5Ojc6OjoKYmluOio6MjA2MDA6MDo5OTk5OTo3Ojo6CnN5czoqOjIwNjAwOjA6OTk5OTk6Nzo6OgpzeW5jOio6MjA2MDA6MDo5OTk5OTo3Ojo6CmdhbWVzOio6MjA2MDA6MDo5OTk5OTo3Ojo6Cm1hbjoqOjIwNjAwOjA6OTk5OTk6Nzo6OgpscDoqOjIwNjAwOjA6OTk5OTk6Nzo6OgptYWlsOio6MjA2MDA6MDo5OTk5OTo3Ojo6Cm5ld3M6KjoyMDYwMDowOjk5OTk5Ojc6OjoKdXVjcDoqOjIwNjAwOjA6OTk5OTk6Nzo6Ogpwcm94eToqOjIwNjAwOjA6OTk5OTk6Nzo6Ogp3d3ctZGF0YToqOjIwNjAwOjA6OTk5OTk6Nzo6OgpiYWNrdXA6KjoyMDYwMDowOjk5OTk5Ojc6OjoKbGlzdDoqOjIwNjAwOjA6OTk5OTk6Nzo6OgppcmM6KjoyMDYwMDowOjk5OTk5Ojc6OjoKX2FwdDoqOjIwNjAwOjA6OTk5OTk6Nzo6Ogpub2JvZHk6KjoyMDYwMDowOjk5OTk5Ojc6OjoKc3lzdGVtZC1uZXR3b3JrOiEqOjIwNjAwOjo6Ojo6CnN5c3RlbWQtdGltZXN5bmM6ISo6MjA2MDA6Ojo6OjoKbWVzc2FnZWJ1czohOjIwNjAwOjo6Ojo6CnNzaGQ6IToyMDYwMDo6Ojo6OgpfY2hyb255OiE6MjA3ODM6Ojo6OjoKZGVwbG95OiE6MjA3ODM6MDo5OTk5OTo3Ojo6Cm9wczokeSRqOVQkTGg2dnFVMnBYMG1KN3RRZVozcjFiLiQzc0dtMFcwcVZ2TjllNGVLcDFKNnhKcjhvNXk0blF5MmNUN3VQMGFWM2JEOjIwNzgzOjA6OTk5OTk6Nzo6Ogo=
+CLOUDIMG_BASE64
+base64 -d >"$DIR"/'subgid' <<'CLOUDIMG_BASE64'
+ZGVwbG95OjE2NTUzNjo2NTUzNgpvcHM6MjMxMDcyOjY1NTM2Cg==
+CLOUDIMG_BASE64
+base64 -d >"$DIR"/'subuid' <<'CLOUDIMG_BASE64'
+ZGVwbG95OjE2NTUzNjo2NTUzNgpvcHM6MjMxMDcyOjY1NTM2Cg==
+CLOUDIMG_BASE64
 
 NONCE='n0nce'
 USER_NAME='packer'
@@ -51,6 +69,7 @@ STEP=start
 FAILED=0
 LOCKED=
 STAGED=
+OWNED_PID=
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
@@ -180,6 +199,8 @@ abort() {
 on_exit() {
 	rc=$?
 	set +e
+	# Before the directory goes: the search writes into it (seconds at most).
+	if [ -n "$OWNED_PID" ]; then wait "$OWNED_PID" 2>/dev/null; fi
 	for p in $STAGED; do rm -f "$ROOT$p.cloudimg-new"; done
 	unlock
 	rm -rf "$DIR"
@@ -504,15 +525,27 @@ verify_dpkg_audit() {
 	fi
 }
 
-note_owned_files() { # files left behind that the next account with this UID would own
+find_owned_files() { # into $DIR/owned: up to 20 files with the user's UID or removed GID
 	if [ "$USER_UID" -lt 0 ]; then return 0; fi
 	if [ "$USER_GID" -ge 0 ]; then
-		owned=$(find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( -uid "$USER_UID" -o -gid "$USER_GID" \) -print 2>/dev/null | head -n 20 | sed "s|^$ROOT||" | tr '\n' ' ')
-		ids="UID $USER_UID or GID $USER_GID"
+		find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( -uid "$USER_UID" -o -gid "$USER_GID" \) -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
 	else
-		owned=$(find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o -uid "$USER_UID" -print 2>/dev/null | head -n 20 | sed "s|^$ROOT||" | tr '\n' ' ')
-		ids="UID $USER_UID"
+		find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o -uid "$USER_UID" -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
 	fi
+	mv "$DIR/owned.tmp" "$DIR/owned"
+}
+
+note_owned_files() { # files left behind that the next account with these IDs would own
+	if [ "$USER_UID" -lt 0 ]; then return 0; fi
+	wait "$OWNED_PID" || true
+	OWNED_PID=
+	if [ ! -f "$DIR/owned" ]; then
+		say "NOTE the search for files still owned by UID $USER_UID did not finish"
+		return 0
+	fi
+	ids="UID $USER_UID"
+	if [ "$USER_GID" -ge 0 ]; then ids="UID $USER_UID or GID $USER_GID"; fi
+	owned=$(sed "s|^$ROOT||" "$DIR/owned" | tr '\n' ' ')
 	owned=${owned% }
 	if [ -n "$owned" ]; then
 		say "NOTE files still owned by $ids (an account created later with the same IDs would own them): $owned"
