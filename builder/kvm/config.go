@@ -50,7 +50,10 @@ type Config struct {
 	// existing file of the same name is (removed first with `-force`).
 	OutputDir string `mapstructure:"output_directory"`
 	// File name of the image inside `output_directory`.
-	// Default `packer-<build name>`, like the stock builder.
+	// Default `packer-<build name>`, like the stock builder. Two builds that
+	// would write the same image at the same time (two build-level sources
+	// from one `source` block, neither setting `vm_name`) are an error for
+	// the second: set `vm_name` per source, e.g. `"${source.name}.qcow2"`.
 	VMName string `mapstructure:"vm_name"`
 	// Output format: `qcow2` (default) or `raw`.
 	Format string `mapstructure:"format"`
@@ -115,7 +118,12 @@ type Config struct {
 	HostPortMin int `mapstructure:"host_port_min"`
 	// Highest host port for the SSH forward. Default 4444.
 	HostPortMax int `mapstructure:"host_port_max"`
-	// `bios` (default) or `uefi`.
+	// `bios` (default) or `uefi`. With `uefi` the source image needs an EFI
+	// system partition with a bootloader at the removable-media path
+	// (`EFI/BOOT/BOOTX64.EFI`), as the official Ubuntu and Debian cloud
+	// images have; the build's UEFI variables are delivered beside the image
+	// as `<vm_name>.efivars.fd` (in the artifact's files): boot the image
+	// with OVMF and a copy of that file.
 	Firmware string `mapstructure:"firmware"`
 	// OVMF code image for `firmware = "uefi"`. Default: the first of the
 	// usual Debian/Ubuntu/Fedora paths that exists.
