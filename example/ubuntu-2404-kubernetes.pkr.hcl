@@ -71,11 +71,11 @@ data "cloudimg-image" "ubuntu" {
   distribution = "ubuntu"
   release      = "noble"
   serial       = var.ubuntu_serial
-  # When cloud-images.ubuntu.com cannot be reached: the image pinned last.
-  # Replace the checksum by the literal sha256:<hex> that the data source
-  # printed online, so that an offline build finds the image in Packer's cache.
+  # When cloud-images.ubuntu.com cannot be reached: the image pinned last,
+  # with its literal checksum, so that an offline build finds it in Packer's
+  # download cache. Update all three to the outputs of an online run.
   fallback_url      = "https://cloud-images.ubuntu.com/noble/20241004/noble-server-cloudimg-amd64.img"
-  fallback_checksum = "file:https://cloud-images.ubuntu.com/noble/20241004/SHA256SUMS"
+  fallback_checksum = "sha256:fad101d50b06b26590cf30542349f9e9d3041ad7929e3bc3531c81ec27f2c788"
   fallback_serial   = "20241004"
 }
 
