@@ -90,6 +90,10 @@ type Config struct {
 	CPUs int `mapstructure:"cpus"`
 	// Memory in MiB. Default 1024.
 	Memory int `mapstructure:"memory"`
+	// QEMU CPU model (`-cpu`). Default: `host` with KVM, `max` (every
+	// feature QEMU emulates) with TCG. Set a named model such as `Nehalem` or
+	// `qemu64` when a guest misbehaves on the emulated `max` CPU.
+	CPUModel string `mapstructure:"cpu_model"`
 	// QEMU machine type. Default `pc`.
 	MachineType string `mapstructure:"machine_type"`
 	// `auto` (default): KVM when /dev/kvm opens read-write and the CPU shows

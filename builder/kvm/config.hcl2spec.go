@@ -97,6 +97,7 @@ type FlatConfig struct {
 	UseBackingFile            *bool             `mapstructure:"use_backing_file" cty:"use_backing_file" hcl:"use_backing_file"`
 	CPUs                      *int              `mapstructure:"cpus" cty:"cpus" hcl:"cpus"`
 	Memory                    *int              `mapstructure:"memory" cty:"memory" hcl:"memory"`
+	CPUModel                  *string           `mapstructure:"cpu_model" cty:"cpu_model" hcl:"cpu_model"`
 	MachineType               *string           `mapstructure:"machine_type" cty:"machine_type" hcl:"machine_type"`
 	Accelerator               *string           `mapstructure:"accelerator" cty:"accelerator" hcl:"accelerator"`
 	QemuBinary                *string           `mapstructure:"qemu_binary" cty:"qemu_binary" hcl:"qemu_binary"`
@@ -224,6 +225,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"use_backing_file":             &hcldec.AttrSpec{Name: "use_backing_file", Type: cty.Bool, Required: false},
 		"cpus":                         &hcldec.AttrSpec{Name: "cpus", Type: cty.Number, Required: false},
 		"memory":                       &hcldec.AttrSpec{Name: "memory", Type: cty.Number, Required: false},
+		"cpu_model":                    &hcldec.AttrSpec{Name: "cpu_model", Type: cty.String, Required: false},
 		"machine_type":                 &hcldec.AttrSpec{Name: "machine_type", Type: cty.String, Required: false},
 		"accelerator":                  &hcldec.AttrSpec{Name: "accelerator", Type: cty.String, Required: false},
 		"qemu_binary":                  &hcldec.AttrSpec{Name: "qemu_binary", Type: cty.String, Required: false},

@@ -131,9 +131,13 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	mac := state.Get("mac").(string)
 	serial := state.Get("serial_log").(string)
 
-	cpu := "max"
-	if accel == "kvm" {
+	cpu := cfg.CPUModel
+	switch {
+	case cpu != "":
+	case accel == "kvm":
 		cpu = "host"
+	default:
+		cpu = "max"
 	}
 	args := []string{
 		"-name", cfg.VMName,

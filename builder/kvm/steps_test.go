@@ -294,7 +294,7 @@ func TestQemuArgs(t *testing.T) {
 	for _, want := range []string{
 		"hostfwd=tcp:127.0.0.1:2345-:22", "mac=52:54:00:aa:bb:cc", "virtio-rng-pci", "-display none",
 		"-serial file:/t/serial.log", "-qmp unix:/t/qmp.sock,server=on,wait=off", "cache=unsafe", "-accel tcg",
-		"media=cdrom", "-device virtio-balloon",
+		"media=cdrom", "-device virtio-balloon", "-cpu max",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("qemu args lack %q:\n%s", want, line)
@@ -307,5 +307,10 @@ func TestQemuArgs(t *testing.T) {
 	args, _ = qemuArgs(cfg, state, "kvm", 2345, "/t/qmp.sock")
 	if line := strings.Join(args, " "); strings.Contains(line, "rng") || !strings.Contains(line, "-cpu host") {
 		t.Errorf("disable_rng / kvm: %s", line)
+	}
+	cfg.CPUModel = "Nehalem"
+	args, _ = qemuArgs(cfg, state, "tcg", 2345, "/t/qmp.sock")
+	if line := strings.Join(args, " "); !strings.Contains(line, "-cpu Nehalem ") {
+		t.Errorf("cpu_model: %s", line)
 	}
 }
