@@ -125,9 +125,10 @@ type Config struct {
 	// `bios` (default) or `uefi`. With `uefi` the source image needs an EFI
 	// system partition with a bootloader at the removable-media path
 	// (`EFI/BOOT/BOOTX64.EFI`), as the official Ubuntu and Debian cloud
-	// images have; the build's UEFI variables are delivered beside the image
-	// as `<vm_name>.efivars.fd` (in the artifact's files): boot the image
-	// with OVMF and a copy of that file.
+	// images have. A new VM boots the image with fresh OVMF variables; the
+	// build's own variables (boot entries for the build's devices, anything
+	// the provisioners set) are delivered beside the image as
+	// `<vm_name>.efivars.fd` (in the artifact's files).
 	Firmware string `mapstructure:"firmware"`
 	// OVMF code image for `firmware = "uefi"`. Default: the first of the
 	// usual Debian/Ubuntu/Fedora paths that exists.

@@ -68,21 +68,25 @@ type vmOptions struct {
 	CPUs          int  // default 2
 	MemoryMiB     int  // default 1024
 	NoWaitSSH     bool // return as soon as QEMU runs, without waiting for SSH
-	// EFIVars boots with UEFI firmware (OVMF) instead of the BIOS, on a copy
-	// of this variables store (a build's <vm_name>.efivars.fd).
-	EFIVars string
+	// UEFI boots with UEFI firmware (OVMF) instead of the BIOS, with fresh
+	// UEFI variables, as a new VM made from the image starts.
+	UEFI bool
 }
 
-// ovmfCode is the OVMF code image the harness boots UEFI guests with: the
-// first that exists of the builder's default paths on Debian/Ubuntu.
-func ovmfCode(t testing.TB) string {
-	for _, p := range []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
+// ovmf returns the OVMF code image and variables template the harness boots
+// UEFI guests with: the first pair that exists of the builder's defaults on
+// Debian/Ubuntu.
+func ovmf(t testing.TB) (code, vars string) {
+	for _, p := range [][2]string{
+		{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+		{"/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"},
+	} {
+		if _, err := os.Stat(p[0]); err == nil {
+			return p[0], p[1]
 		}
 	}
-	t.Fatal("no OVMF code image: install the ovmf package (make deps)")
-	return ""
+	t.Fatal("no OVMF firmware: install the ovmf package (make deps)")
+	return "", ""
 }
 
 // vm is a QEMU guest booted by bootVM from an image, through a qcow2
@@ -352,11 +356,12 @@ func (v *vm) start(opts vmOptions, seed string) {
 			"-pidfile", filepath.Join(v.Dir, "qemu.pid"),
 			"-qmp", "unix:" + qemuOpt(v.qmpSock) + ",server=on,wait=off",
 		}
-		if opts.EFIVars != "" {
+		if opts.UEFI {
+			code, template := ovmf(t)
 			vars := filepath.Join(v.Dir, "efivars.fd")
-			writeFile(t, vars, mustReadFile(t, opts.EFIVars), 0o644)
+			writeFile(t, vars, mustReadFile(t, template), 0o644)
 			args = append(args,
-				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuOpt(ovmfCode(t)),
+				"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+qemuOpt(code),
 				"-drive", "if=pflash,format=raw,unit=1,file="+qemuOpt(vars))
 		}
 		logf, err := os.Create(v.QemuLog)
