@@ -145,6 +145,8 @@ func NewInstanceID() string {
 //	    ssh_authorized_keys: [<AuthorizedKey>]
 //	ssh_pwauth: false
 //	ssh_genkeytypes: [ed25519]  # or SSHGenKeyTypes
+//	ssh:
+//	  emit_keys_to_console: false
 //
 // The user's UserData, which must be a single YAML mapping headed
 // "#cloud-config", is merged into it:

@@ -137,6 +137,7 @@ func TestUserDataPlain(t *testing.T) {
 		}},
 		"ssh_pwauth":      false,
 		"ssh_genkeytypes": []any{"ed25519"},
+		"ssh":             map[string]any{"emit_keys_to_console": false},
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got %#v\nwant %#v", m, want)
@@ -248,7 +249,8 @@ func TestUserDataEdgeCases(t *testing.T) {
 		{name: "users default", in: "#cloud-config\nusers: [default]\n", contains: []string{"  - default\n"}, warn: "line 2: users lists \"default\""},
 		{name: "users comma string", in: "#cloud-config\nusers: default, alice\n", contains: []string{"  - default\n  - alice\n"}, warn: "default"},
 		{name: "users plain names", in: "#cloud-config\nusers: [alice, bob]\n", contains: []string{"  - alice\n  - bob\n"}},
-		{name: "top-level ssh keys kept", in: "#cloud-config\nssh_authorized_keys: [k1]\n", contains: []string{"ssh_genkeytypes:\n  - ed25519\nssh_authorized_keys: [k1]\n"}},
+		{name: "top-level ssh keys kept", in: "#cloud-config\nssh_authorized_keys: [k1]\n", contains: []string{"emit_keys_to_console: false\nssh_authorized_keys: [k1]\n"}},
+		{name: "user's ssh settings merge", in: "#cloud-config\nssh:\n  emit_keys_to_console: true\n", contains: []string{"ssh:\n  emit_keys_to_console: true\n"}},
 		{name: "octal stays plain", in: "#cloud-config\nwrite_files:\n  - {path: /x, permissions: 0755}\n", contains: []string{"permissions: 0755}"}},
 		{name: "yes stays plain", in: "#cloud-config\nmanage_etc_hosts: yes\n", contains: []string{"manage_etc_hosts: yes\n"}},
 		{name: "mac stays quoted", in: "#cloud-config\nx: \"52:54:00:12:34:56\"\n", contains: []string{"x: \"52:54:00:12:34:56\"\n"}},

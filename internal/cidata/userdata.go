@@ -34,6 +34,12 @@ func (c *Config) userData() ([]byte, []string, error) {
 	addPair(root, "users", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: []*yaml.Node{user}})
 	addPair(root, "ssh_pwauth", boolNode(false))
 	addPair(root, "ssh_genkeytypes", strSeq(keyTypes))
+	// The build's host key fingerprints on the console are of no use: the
+	// reset deletes those keys. Printing them costs the guest a second
+	// under emulation.
+	ssh := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	addPair(ssh, "emit_keys_to_console", boolNode(false))
+	addPair(root, "ssh", ssh)
 
 	var warnings []string
 	theirs, err := parseCloudConfig(c.UserData)
