@@ -5,7 +5,8 @@
 #     provisioner and metadata post-processor (goal: ratio <= 0.9).
 #  2. The builder against the floor (the same work done by hand), same image
 #     and provisioning (issue #4, goal: ratio <= 1.15).
-#  All builds run one after the other on the same image, one run each.
+#  All builds run one after the other on the same image, BENCH_RUNS times
+#  each (default 3), alternating; the medians are compared.
 #  3. The metadata post-processor's one-pass sha256+sha512 hashing against
 #     sha256sum alone (goal: >= 1.5x sha256sum's throughput).
 set -euo pipefail
@@ -52,26 +53,43 @@ timeline() {
 }
 phases() { grep -o 'Phases: .*' "$work/$1.out" | head -n 1; }
 
-echo "== $(nproc) CPUs, accelerator $accel, image $(basename "$image")"
+runs=${BENCH_RUNS:-3}
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "== $(nproc) CPUs, accelerator $accel, image $(basename "$image"), $runs runs of each build, alternating"
+echo "   (emulated boots vary by several seconds from run to run: compare the medians)"
 echo
 echo "-- issue #8: the seed's job, stock qemu builder (classic template) vs cloudimg-kvm (reset + metadata)"
-c=$(packer_build stock stock.pkr.hcl -var "output=$work/stock" -var "accelerator=$accel")
-d=$(packer_build seedjob bench.pkr.hcl -only=cloudimg-kvm.seedjob -var "output=$work/seedjob")
-printf 'stock qemu v1.0.9:   %6.1fs  timeline:%s\n' "$c" "$(timeline stock)"
-printf 'cloudimg-kvm:        %6.1fs  %s\n' "$d" "$(phases seedjob)"
-printf 'ratio:               %6.2f   (goal <= 0.9)\n' "$(awk -v a="$d" -v b="$c" 'BEGIN{print a/b}')"
-printf 'output sizes:        stock %s, cloudimg-kvm %s\n' \
-	"$(du -h --apparent-size "$work/stock/stock.qcow2" | cut -f 1)" "$(du -h --apparent-size "$work/seedjob/seedjob.qcow2" | cut -f 1)"
+cs=() ds=()
+for i in $(seq "$runs"); do
+	c=$(packer_build "stock-$i" stock.pkr.hcl -var "output=$work/stock-$i" -var "accelerator=$accel")
+	d=$(packer_build "seedjob-$i" bench.pkr.hcl -only=cloudimg-kvm.seedjob -var "output=$work/seedjob-$i")
+	cs+=("$c") ds+=("$d")
+	printf 'run %d: stock qemu v1.0.9 %6.1fs  timeline:%s\n' "$i" "$c" "$(timeline "stock-$i")"
+	printf '       cloudimg-kvm      %6.1fs  %s\n' "$d" "$(phases "seedjob-$i")"
+	printf '       ratio %s\n' "$(ratio "$d" "$c")"
+done
+c=$(median "${cs[@]}") d=$(median "${ds[@]}")
+printf 'median: stock %.1fs, cloudimg-kvm %.1fs, ratio %s (goal <= 0.9)\n' "$c" "$d" "$(ratio "$d" "$c")"
+printf 'output sizes: stock %s, cloudimg-kvm %s\n' \
+	"$(du -h --apparent-size "$work/stock-1/stock.qcow2" | cut -f 1)" "$(du -h --apparent-size "$work/seedjob-1/seedjob.qcow2" | cut -f 1)"
 
 echo
 echo "-- issue #4: cloudimg-kvm vs the floor (the same work by hand)"
-a=$(packer_build floor bench.pkr.hcl -only=cloudimg-kvm.floor -var "output=$work/floor-packer")
-t=$(date +%s.%N)
-bash "$root/test/bench/build/floor.sh" "$image" "$work/floor"
-b=$(secs "$t")
-printf 'cloudimg-kvm:        %6.1fs  %s\n' "$a" "$(phases floor)"
-printf 'floor script:        %6.1fs\n' "$b"
-printf 'ratio:               %6.2f   (goal <= 1.15)\n' "$(awk -v a="$a" -v b="$b" 'BEGIN{print a/b}')"
+as=() bs=()
+for i in $(seq "$runs"); do
+	a=$(packer_build "floor-$i" bench.pkr.hcl -only=cloudimg-kvm.floor -var "output=$work/floor-packer-$i")
+	t=$(date +%s.%N)
+	bash "$root/test/bench/build/floor.sh" "$image" "$work/floor-$i" | sed 's/^/       /'
+	b=$(secs "$t")
+	as+=("$a") bs+=("$b")
+	printf 'run %d: cloudimg-kvm %6.1fs  %s\n' "$i" "$a" "$(phases "floor-$i")"
+	printf '       floor script %6.1fs\n' "$b"
+	printf '       ratio %s\n' "$(ratio "$a" "$b")"
+done
+a=$(median "${as[@]}") b=$(median "${bs[@]}")
+printf 'median: cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.15)\n' "$a" "$b" "$(ratio "$a" "$b")"
 
 echo
 echo "== metadata hashing"
