@@ -558,11 +558,9 @@ verify_dpkg_audit() {
 
 find_owned_files() { # into $DIR/owned: up to 20 files with the user's UID or removed GID
 	if [ "$USER_UID" -lt 0 ]; then return 0; fi
-	if [ "$USER_GID" -ge 0 ]; then
-		find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( -uid "$USER_UID" -o -gid "$USER_GID" \) -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
-	else
-		find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o -uid "$USER_UID" -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
-	fi
+	set -- -uid "$USER_UID"
+	if [ "$USER_GID" -ge 0 ]; then set -- "$@" -o -gid "$USER_GID"; fi
+	find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( "$@" \) -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
 	mv "$DIR/owned.tmp" "$DIR/owned"
 }
 
