@@ -140,7 +140,7 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		cpu = "max"
 	}
 	args := []string{
-		"-name", cfg.VMName,
+		"-name", optValue(cfg.VMName),
 		"-machine", "type=" + cfg.MachineType,
 		"-accel", accel,
 		"-cpu", cpu,
@@ -148,11 +148,11 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		"-m", strconv.Itoa(cfg.Memory) + "M",
 		"-display", "none",
 		"-serial", "file:" + serial,
-		"-qmp", "unix:" + qmp + ",server=on,wait=off",
+		"-qmp", "unix:" + optValue(qmp) + ",server=on,wait=off",
 		"-no-user-config", "-nodefaults",
 		"-vga", "none",
 	}
-	driveOpts := fmt.Sprintf("file=%s,format=qcow2,cache=%s,discard=%s", disk, cfg.DiskCache, cfg.DiskDiscard)
+	driveOpts := fmt.Sprintf("file=%s,format=qcow2,cache=%s,discard=%s", optValue(disk), cfg.DiskCache, cfg.DiskDiscard)
 	if cfg.DiskDiscard == "unmap" {
 		driveOpts += ",detect-zeroes=unmap"
 	}
@@ -166,7 +166,7 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	case "scsi", "virtio-scsi":
 		args = append(args, "-device", "virtio-scsi-pci,id=scsi0", "-drive", driveOpts+",if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0")
 	}
-	args = append(args, "-drive", "file="+seed+",format=raw,media=cdrom,readonly=on,if=ide")
+	args = append(args, "-drive", "file="+optValue(seed)+",format=raw,media=cdrom,readonly=on,if=ide")
 	args = append(args,
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, cfg.Comm.SSHPort),
 		"-device", fmt.Sprintf("%s,netdev=net0,mac=%s", cfg.NetDevice, mac),
@@ -187,11 +187,16 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		}
 		state.Put("efivars_path", vars)
 		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+cfg.EFIFirmwareCode,
-			"-drive", "if=pflash,format=raw,unit=1,file="+vars)
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(cfg.EFIFirmwareCode),
+			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(vars))
 	}
 	for _, a := range cfg.QemuArgs {
 		args = append(args, a...)
 	}
 	return args, nil
 }
+
+// optValue escapes a value inside a QEMU option list (a,b=c,...): a comma
+// is doubled, so a path such as output-a,b/ names one file. (-serial
+// file:PATH takes the rest of its argument as it is.)
+func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -313,4 +313,18 @@ func TestQemuArgs(t *testing.T) {
 	if line := strings.Join(args, " "); !strings.Contains(line, "-cpu Nehalem ") {
 		t.Errorf("cpu_model: %s", line)
 	}
+
+	// A comma in a path or name is doubled inside QEMU's option lists
+	// (output_directory "out,1" once made QEMU look for a file "out").
+	cfg.VMName = "vm,1"
+	state.Put("disk_path", "/o,1/disk.qcow2")
+	state.Put("seed_path", "/t,1/cidata.iso")
+	state.Put("serial_log", "/t,1/serial.log")
+	args, _ = qemuArgs(cfg, state, "tcg", 2345, "/t,1/qmp.sock")
+	line = strings.Join(args, " ")
+	for _, want := range []string{"-name vm,,1 ", "file=/o,,1/disk.qcow2,", "file=/t,,1/cidata.iso,", "unix:/t,,1/qmp.sock,server=on", "-serial file:/t,1/serial.log "} {
+		if !strings.Contains(line, want) {
+			t.Errorf("qemu args lack %q:\n%s", want, line)
+		}
+	}
 }

@@ -25,7 +25,9 @@ func TestScenarioUEFI(t *testing.T) {
 	tm := newTimings(t)
 	img := testImage(t)
 	dir := copyScenario(t, "uefi", testDir(t))
-	out := filepath.Join(dir, "output")
+	// A comma in the path: QEMU's option lists need it doubled (disk, UEFI
+	// variables).
+	out := filepath.Join(dir, "output,uefi")
 	vars := map[string]string{
 		"iso_url":          img,
 		"iso_checksum":     "sha256:" + testImageSHA256(t),
