@@ -123,6 +123,11 @@ func (s *stepRun) Cleanup(state multistep.StateBag) {
 	}
 }
 
+// tcgCPUModel is the CPU emulated by default: QEMU's qemu64 (AMD, so no
+// Meltdown page-table isolation in the guest) plus the x86-64-v2 features.
+// `max` costs more to emulate (see cpu_model).
+const tcgCPUModel = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
+
 // qemuArgs is QEMU's command line. qemuargs are appended: they add to the
 // builder's arguments and never replace them.
 func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, qmp string) ([]string, error) {
@@ -137,7 +142,7 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	case accel == "kvm":
 		cpu = "host"
 	default:
-		cpu = "max"
+		cpu = tcgCPUModel
 	}
 	args := []string{
 		"-name", optValue(cfg.VMName),

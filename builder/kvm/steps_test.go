@@ -294,7 +294,7 @@ func TestQemuArgs(t *testing.T) {
 	for _, want := range []string{
 		"hostfwd=tcp:127.0.0.1:2345-:22", "mac=52:54:00:aa:bb:cc", "virtio-rng-pci", "-display none",
 		"-serial file:/t/serial.log", "-qmp unix:/t/qmp.sock,server=on,wait=off", "cache=unsafe", "-accel tcg",
-		"media=cdrom", "-device virtio-balloon", "-cpu max",
+		"media=cdrom", "-device virtio-balloon", "-cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt ",
 	} {
 		if !strings.Contains(line, want) {
 			t.Errorf("qemu args lack %q:\n%s", want, line)

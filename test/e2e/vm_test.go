@@ -345,7 +345,7 @@ func (v *vm) start(opts vmOptions, seed string) {
 			t.Fatal(err)
 		}
 		args := []string{
-			"-machine", "pc", "-accel", v.Accel, "-cpu", "max",
+			"-machine", "pc", "-accel", v.Accel, "-cpu", cpuModel(v.Accel),
 			"-smp", strconv.Itoa(opts.CPUs), "-m", strconv.Itoa(opts.MemoryMiB),
 			"-display", "none",
 			"-serial", "file:" + v.SerialLog,
@@ -962,4 +962,13 @@ func (v *vm) Reboot() {
 		time.Sleep(sshPoll)
 	}
 	v.t.Logf("rebooted in %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// cpuModel is the builder's default CPU for accel: the host's with KVM;
+// under TCG qemu64 with the x86-64-v2 features (max is slower to emulate).
+func cpuModel(accel string) string {
+	if accel == "kvm" {
+		return "host"
+	}
+	return "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
 }

@@ -8,7 +8,7 @@ image=$(realpath "$1"); work=$2
 mkdir -p "$work"; cd "$work"
 now() { date +%s.%N; }
 phase() { printf 'floor %-12s %6.1fs\n' "$1" "$(awk -v a="$(now)" -v b="$2" 'BEGIN{print a-b}')"; }
-accel=tcg; cpu=max
+accel=tcg; cpu=qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt # the builder's default
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; cpu=host; fi
 
 t=$(now)
