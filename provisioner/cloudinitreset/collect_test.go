@@ -2,6 +2,7 @@ package cloudinitreset
 
 import (
 	"encoding/base64"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -134,11 +135,17 @@ func TestCollectScript(t *testing.T) {
 			g.write("/etc/sudoers.d/weird name", "x\n", 0o440, 0, 0)
 			g.write("/etc/sudoers.d/.hidden", "y\n", 0o440, 0, 0)
 			g.symlink("/etc/sudoers.d/README", "/etc/sudoers.d/link")
+			if err := os.Remove(g.path("/etc/subgid")); err != nil {
+				t.Fatal(err)
+			}
 			c := g.collect(sh)
-			for _, name := range []string{"passwd", "shadow", "group", "gshadow", "subuid", "subgid", "login.defs"} {
+			for _, name := range []string{"passwd", "shadow", "group", "gshadow", "subuid", "login.defs"} {
 				if !c.Exists("/etc/" + name) {
 					t.Errorf("/etc/%s not read", name)
 				}
+			}
+			if c.Exists("/etc/subgid") || c.Files.Subgid != nil {
+				t.Error("the missing /etc/subgid was reported as read")
 			}
 			if string(c.Files.Shadow) != g.read("/etc/shadow") || string(c.Files.LoginDefs) != g.read("/etc/login.defs") {
 				t.Error("contents differ")

@@ -139,6 +139,13 @@ func TestApplyScript(t *testing.T) {
 			if isRoot() && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "/opt/app/data") }) {
 				t.Errorf("no note about /opt/app/data, still owned by UID 1000: %v", res.Notes)
 			}
+			// The search starts before the removals: what they removed is
+			// not reported as left behind.
+			for _, gone := range []string{"/home/packer", "/var/mail/packer", "/var/spool/cron/crontabs/packer"} {
+				if slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, gone) }) {
+					t.Errorf("a note names %s, which the reset removed: %v", gone, res.Notes)
+				}
+			}
 		})
 	}
 }
@@ -257,6 +264,27 @@ func TestApplyScriptAbortsOnChange(t *testing.T) {
 	out, code := g.runScript(sh, script)
 	res := ParseApply([]byte(out), "n0nce")
 	if code != 3 || !strings.Contains(res.Abort, "/etc/group changed since it was read") {
+		t.Fatalf("exit %d, abort %q\n%s", code, res.Abort, out)
+	}
+	if after := g.snapshot("/tmp/cloudimg-reset.test"); after != before {
+		t.Errorf("the aborted script changed the guest:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}
+
+// TestApplyScriptAbortsOnMissingFile: a file the plan rewrites that is gone
+// stops the script before any change, naming the file.
+func TestApplyScriptAbortsOnMissingFile(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+	script := g.stage(b)
+	if err := os.Remove(g.path("/etc/subgid")); err != nil {
+		t.Fatal(err)
+	}
+	before := g.snapshot("/tmp/cloudimg-reset.test")
+	out, code := g.runScript(sh, script)
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 3 || res.Abort != "/etc/subgid is missing; nothing was changed" {
 		t.Fatalf("exit %d, abort %q\n%s", code, res.Abort, out)
 	}
 	if after := g.snapshot("/tmp/cloudimg-reset.test"); after != before {

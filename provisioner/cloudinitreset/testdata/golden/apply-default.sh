@@ -68,29 +68,41 @@ FAILED=0
 LOCKED=
 STAGED=
 OWNED_PID=
+SEED_PID=
+PIDFILES=
 trap on_exit EXIT
 trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------- preflight --
 # Nothing is changed before every file is known to be as it was read.
 STEP=preflight
-for n in passwd shadow group gshadow subuid subgid; do
-	if [ -e "$ROOT/etc/$n" ]; then lock "$n"; fi
-done
-expect_sha "$ROOT"'/etc/passwd' 'fa5f0490be55202faa92a2eda3b899431b99241459014064c8cc35eebbf12b57'
-expect_sha "$DIR"/'passwd' '82e7cad8e19acd273144a98fcb4996be8a875e06350713db6c764d45e58af634'
-expect_sha "$ROOT"'/etc/shadow' '49f9c9cd0889b16b21b4cb4fc857113f2a452e28088c198b8565172f1adb2718'
-expect_sha "$DIR"/'shadow' '543db5f5080c2314eee7bec60b8082b125eaa10c6f02bc767fc4ace249eff5a6'
-expect_sha "$ROOT"'/etc/group' 'e81bbbd0628d76da07af184e952839104c250d5e4d5dfe68ec8a6972900e02c1'
-expect_sha "$DIR"/'group' '709dfc2b2831ade9cb254cfa070f4dc6ccfbb35bd341a9ec1200f115ead13490'
-expect_sha "$ROOT"'/etc/gshadow' '33adbe59f653de43240f261ea74657c7c63d1c39949252a06cdc858449c171b2'
-expect_sha "$DIR"/'gshadow' '4cdd621da73eddeafa7b82f8f4de48e7cffb6a2e8c946d39061137b8874f68c1'
-expect_sha "$ROOT"'/etc/subuid' 'd16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab'
-expect_sha "$DIR"/'subuid' 'ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb'
-expect_sha "$ROOT"'/etc/subgid' 'd16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab'
-expect_sha "$DIR"/'subgid' 'ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb'
-expect_sha "$ROOT"'/etc/sudoers.d/90-cloud-init-users' 'fafe72182d26743f01f0d889c04c00461fdc987b6e955b827039ad79febd9af4'
+lock passwd shadow group gshadow subuid subgid
+# Each line: sha256, two spaces, path (the paths hold no shell syntax).
+expect_shas <<CLOUDIMG_SUMS
+fa5f0490be55202faa92a2eda3b899431b99241459014064c8cc35eebbf12b57  $ROOT/etc/passwd
+82e7cad8e19acd273144a98fcb4996be8a875e06350713db6c764d45e58af634  $DIR/passwd
+49f9c9cd0889b16b21b4cb4fc857113f2a452e28088c198b8565172f1adb2718  $ROOT/etc/shadow
+543db5f5080c2314eee7bec60b8082b125eaa10c6f02bc767fc4ace249eff5a6  $DIR/shadow
+e81bbbd0628d76da07af184e952839104c250d5e4d5dfe68ec8a6972900e02c1  $ROOT/etc/group
+709dfc2b2831ade9cb254cfa070f4dc6ccfbb35bd341a9ec1200f115ead13490  $DIR/group
+33adbe59f653de43240f261ea74657c7c63d1c39949252a06cdc858449c171b2  $ROOT/etc/gshadow
+4cdd621da73eddeafa7b82f8f4de48e7cffb6a2e8c946d39061137b8874f68c1  $DIR/gshadow
+d16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab  $ROOT/etc/subuid
+ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subuid
+d16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab  $ROOT/etc/subgid
+ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subgid
+fafe72182d26743f01f0d889c04c00461fdc987b6e955b827039ad79febd9af4  $ROOT/etc/sudoers.d/90-cloud-init-users
+CLOUDIMG_SUMS
 check unchanged-since-read ok "the files to change still have the contents that were read"
+
+# Slow work that does not depend on what follows runs beside it (the guest
+# has more than one CPU; each process costs a fraction of a second under
+# emulation): the search for files still owned by the user, and stopping
+# the random seed service (which saves the seed once more).
+find_owned_files &
+OWNED_PID=$!
+run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service >"$DIR/random-seed.out" &
+SEED_PID=$!
 
 # ------------------------------------------------------------- accounts --
 STEP=accounts
@@ -131,12 +143,14 @@ fi
 # ------------------------------------------------------------ cloud-init --
 # Like `cloud-init clean --logs --configs all`.
 STEP=cloud-init
+set --
 for p in "$ROOT"/var/lib/cloud/* "$ROOT"/var/lib/cloud/.[!.]*; do
 	if [ "$p" = "$ROOT/var/lib/cloud/seed" ]; then continue; fi
-	remove "$p"
+	set -- "$@" "$p"
 done
-remove_glob "$ROOT"'/var/log/cloud-init.log*' "$ROOT"'/var/log/cloud-init-output.log*'
-remove_glob "$ROOT"'/etc/netplan/50-cloud-init.yaml' \
+remove "$@"
+remove_glob "$ROOT"'/var/log/cloud-init.log*' "$ROOT"'/var/log/cloud-init-output.log*' \
+	"$ROOT"'/etc/netplan/50-cloud-init.yaml' \
 	"$ROOT"'/etc/network/interfaces.d/50-cloud-init' \
 	"$ROOT"'/etc/network/interfaces.d/50-cloud-init.cfg' \
 	"$ROOT"'/etc/systemd/network/10-cloud-init-*.network' \
@@ -151,33 +165,33 @@ fi
 # --------------------------------------------------------------- hygiene --
 STEP=hygiene
 remove_glob "$ROOT"'/etc/ssh/ssh_host_*'
-# Stopping the service saves the seed once more; stopped, it does not save
-# it again at power-off.
-run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+# Stopping the service (started after the preflight) saves the seed once
+# more; stopped, it does not save it again at power-off.
+wait_seed_stop
 remove "$ROOT/var/lib/systemd/random-seed" "$ROOT/var/lib/urandom/random-seed"
 remove_glob "$ROOT"'/var/lib/dhcp/*.leases' "$ROOT"'/var/lib/dhcp/*.lease' \
 	"$ROOT"'/var/lib/dhclient/*.lease*' "$ROOT"'/var/lib/dhcpcd/*.lease*' \
 	"$ROOT"'/var/lib/dhcpcd5/*.lease*' "$ROOT"'/var/lib/NetworkManager/*.lease' \
 	"$ROOT"'/var/lib/NetworkManager/dhclient-*'
+set --
 for p in "$ROOT"/tmp/* "$ROOT"/tmp/.[!.]* "$ROOT"/tmp/..?* \
 	"$ROOT"/var/tmp/* "$ROOT"/var/tmp/.[!.]* "$ROOT"/var/tmp/..?*; do
 	if [ "$p" = "$DIR" ]; then continue; fi # removed last
-	remove "$p"
+	set -- "$@" "$p"
 done
+remove "$@"
+set --
 for h in "$ROOT/root" "$ROOT"/home/*; do
 	if [ ! -d "$h" ] || [ -L "$h" ]; then continue; fi
 	for n in .bash_history .zsh_history .sh_history .ash_history .history \
 		.lesshst .viminfo .python_history .mysql_history .psql_history \
 		.sqlite_history .node_repl_history .rediscli_history .wget-hsts; do
-		remove "$h/$n"
+		set -- "$@" "$h/$n"
 	done
 done
+remove "$@"
 
 # ------------------------------------------------------------------ disk --
-# The search for files still owned by the user reads the whole filesystem:
-# it runs while the disk is synced and trimmed and the result is verified.
-find_owned_files &
-OWNED_PID=$!
 STEP=sync
 run_quiet sync
 run_system "fstrim -av" fstrim -av
@@ -190,12 +204,14 @@ verify_keyed group 4
 verify_keyed gshadow 3 4
 verify_keyed subuid
 verify_keyed subgid
-verify_sha '/etc/passwd' '82e7cad8e19acd273144a98fcb4996be8a875e06350713db6c764d45e58af634'
-verify_sha '/etc/shadow' '543db5f5080c2314eee7bec60b8082b125eaa10c6f02bc767fc4ace249eff5a6'
-verify_sha '/etc/group' '709dfc2b2831ade9cb254cfa070f4dc6ccfbb35bd341a9ec1200f115ead13490'
-verify_sha '/etc/gshadow' '4cdd621da73eddeafa7b82f8f4de48e7cffb6a2e8c946d39061137b8874f68c1'
-verify_sha '/etc/subuid' 'ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb'
-verify_sha '/etc/subgid' 'ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb'
+verify_shas <<CLOUDIMG_SUMS
+82e7cad8e19acd273144a98fcb4996be8a875e06350713db6c764d45e58af634  $ROOT/etc/passwd
+543db5f5080c2314eee7bec60b8082b125eaa10c6f02bc767fc4ace249eff5a6  $ROOT/etc/shadow
+709dfc2b2831ade9cb254cfa070f4dc6ccfbb35bd341a9ec1200f115ead13490  $ROOT/etc/group
+4cdd621da73eddeafa7b82f8f4de48e7cffb6a2e8c946d39061137b8874f68c1  $ROOT/etc/gshadow
+ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $ROOT/etc/subuid
+ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $ROOT/etc/subgid
+CLOUDIMG_SUMS
 verify_sudoers
 verify_home
 verify_machine_id 'empty'
@@ -232,6 +248,7 @@ on_exit() {
 	set +e
 	# Before the directory goes: the search writes into it (seconds at most).
 	if [ -n "$OWNED_PID" ]; then wait "$OWNED_PID" 2>/dev/null; fi
+	if [ -n "$SEED_PID" ]; then wait "$SEED_PID" 2>/dev/null; fi
 	for p in $STAGED; do rm -f "$ROOT$p.cloudimg-new"; done
 	unlock
 	rm -rf "$DIR"
@@ -241,38 +258,72 @@ on_exit() {
 	exit "$rc"
 }
 
-sha() { sha256sum <"$1" | cut -d' ' -f1; }
-
-expect_sha() { # path sha256
-	if [ ! -f "$1" ]; then abort "${1#"$ROOT"} is missing; nothing was changed"; fi
-	if [ "$(sha "$1")" != "$2" ]; then
-		abort "${1#"$ROOT"} changed since it was read; nothing was changed"
+# sums_failing: reads sha256sum -c lines ("sha256  path") on stdin and
+# prints the paths whose contents differ or cannot be read; one process for
+# all the files when they match.
+sums_failing() {
+	list=
+	while IFS= read -r l; do list="$list$l
+"; done
+	if [ -z "$list" ] || sha256sum -c --status >/dev/null 2>&1 <<CLOUDIMG_SUMS
+$list
+CLOUDIMG_SUMS
+	then
+		return 0
 	fi
+	while read -r _ p; do
+		if [ -n "$p" ] && [ ! -f "$p" ]; then printf '%s\n' "$p"; fi
+	done <<CLOUDIMG_SUMS
+$list
+CLOUDIMG_SUMS
+	sha256sum -c 2>/dev/null <<CLOUDIMG_SUMS | sed -n 's/: FAILED.*$//p'
+$list
+CLOUDIMG_SUMS
 }
 
-# lock takes shadow's lock on /etc/<name> (the <file>.lock link, as
-# useradd, passwd and vipw do), removing a stale one.
-lock() {
-	f=$ROOT/etc/$1
-	printf '%s' "$$" >"$f.$$"
-	if ! ln "$f.$$" "$f.lock" 2>/dev/null; then
-		pid=$(cat "$f.lock" 2>/dev/null || true)
-		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-			rm -f "$f.$$"
-			abort "/etc/$1 is locked by process $pid ($f.lock); nothing was changed"
-		fi
-		rm -f "$f.lock"
+expect_shas() { # sha256sum -c lines on stdin: abort unless every file is as read
+	bad=$(sums_failing)
+	if [ -z "$bad" ]; then return 0; fi
+	p=${bad%%"
+"*}
+	if [ ! -f "$p" ]; then abort "${p#"$ROOT"} is missing; nothing was changed"; fi
+	abort "${p#"$ROOT"} changed since it was read; nothing was changed"
+}
+
+# lock takes shadow's lock on each existing /etc/<name> (the <file>.lock
+# link, as useradd, passwd and vipw do), removing a stale one.
+lock() { # names
+	PIDFILES=
+	for n in "$@"; do
+		f=$ROOT/etc/$n
+		if [ ! -e "$f" ]; then continue; fi
+		printf '%s' "$$" >"$f.$$"
+		PIDFILES="$PIDFILES $f.$$"
 		if ! ln "$f.$$" "$f.lock" 2>/dev/null; then
-			rm -f "$f.$$"
-			abort "cannot lock /etc/$1; nothing was changed"
+			pid=$(cat "$f.lock" 2>/dev/null || true)
+			if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+				abort "/etc/$n is locked by process $pid ($f.lock); nothing was changed"
+			fi
+			rm -f "$f.lock"
+			if ! ln "$f.$$" "$f.lock" 2>/dev/null; then
+				abort "cannot lock /etc/$n; nothing was changed"
+			fi
 		fi
-	fi
-	rm -f "$f.$$"
-	LOCKED="$LOCKED $1"
+		LOCKED="$LOCKED $ROOT/etc/$n.lock"
+	done
+	drop_pidfiles
+}
+
+drop_pidfiles() {
+	# shellcheck disable=SC2086 # paths without blanks, one per word
+	if [ -n "$PIDFILES" ]; then rm -f $PIDFILES; fi
+	PIDFILES=
 }
 
 unlock() {
-	for n in $LOCKED; do rm -f "$ROOT/etc/$n.lock"; done
+	drop_pidfiles
+	# shellcheck disable=SC2086
+	if [ -n "$LOCKED" ]; then rm -f $LOCKED; fi
 	LOCKED=
 }
 
@@ -283,9 +334,13 @@ stage() { # path upload-name keep|mode
 	f=$ROOT$1
 	t=$f.cloudimg-new
 	STAGED="$STAGED $1"
+	if [ "$3" = keep ]; then
+		cp --attributes-only --preserve=mode,ownership "$f" "$t"
+	else
+		cp --attributes-only --preserve=ownership "$f" "$t"
+		chmod "$3" "$t"
+	fi
 	cat "$DIR/$2" >"$t"
-	chown --reference="$f" "$t"
-	if [ "$3" = keep ]; then chmod --reference="$f" "$t"; else chmod "$3" "$t"; fi
 	if [ -z "$ROOT" ] && command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
 		chcon --reference="$f" "$t"
 	fi
@@ -307,34 +362,46 @@ vital() {
 	return 1
 }
 
-remove() { # paths (with $ROOT); removes those that exist
-	for p in "$@"; do
+remove() { # paths (with $ROOT); removes those that exist, with one rm
+	n=$#
+	while [ "$n" -gt 0 ]; do
+		p=$1
+		shift
+		n=$((n - 1))
 		if [ ! -e "$p" ] && [ ! -L "$p" ]; then continue; fi
-		r=${p#"$ROOT"}
-		if vital "$r"; then
-			say "NOTE refused to remove $r: it is vital to the system"
+		if vital "${p#"$ROOT"}"; then
+			say "NOTE refused to remove ${p#"$ROOT"}: it is vital to the system"
 			continue
 		fi
+		set -- "$@" "$p"
+	done
+	if [ $# -eq 0 ]; then return 0; fi
+	if [ "$DRY" = 0 ]; then rm -rf --one-file-system -- "$@" || true; fi
+	for p in "$@"; do
 		if [ "$DRY" = 1 ]; then
-			say "WOULD-REMOVE $r"
-		elif rm -rf --one-file-system -- "$p"; then
-			say "REMOVED $r"
+			say "WOULD-REMOVE ${p#"$ROOT"}"
+		elif [ -e "$p" ] || [ -L "$p" ]; then
+			say "NOTE could not remove all of ${p#"$ROOT"}"
 		else
-			say "NOTE could not remove all of $r"
+			say "REMOVED ${p#"$ROOT"}"
 		fi
 	done
 }
 
 remove_glob() { # patterns (with $ROOT), expanded here; no word splitting
-	for pattern in "$@"; do
-		old_ifs=$IFS
-		IFS='
+	n=$#
+	old_ifs=$IFS
+	IFS='
 '
+	while [ "$n" -gt 0 ]; do
+		pattern=$1
+		shift
+		n=$((n - 1))
 		# shellcheck disable=SC2086 # the pattern is meant to be expanded
-		set -- $pattern
-		IFS=$old_ifs
-		remove "$@"
+		set -- "$@" $pattern
 	done
+	IFS=$old_ifs
+	remove "$@"
 }
 
 run_quiet() { # command...: mutating, quiet
@@ -383,6 +450,16 @@ set_machine_id() { # empty|uninitialized
 	if [ "$1" = uninitialized ]; then printf 'uninitialized\n' >"$f"; else : >"$f"; fi
 	if [ "$new" = 1 ]; then chmod 0444 "$f"; fi
 	say "SET /etc/machine-id $1"
+}
+
+wait_seed_stop() { # the stop of systemd-random-seed started in the background
+	if [ -z "$SEED_PID" ]; then
+		run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+		return 0
+	fi
+	wait "$SEED_PID" || true
+	SEED_PID=
+	while IFS= read -r l; do say "$l"; done <"$DIR/random-seed.out"
 }
 
 schedule_poweroff() { # seconds
@@ -447,10 +524,14 @@ verify_members() { # name fields: only membership (a group named like the user w
 	fi
 }
 
-verify_sha() { # path sha256
-	if [ "$(sha "$ROOT$1")" != "$2" ]; then
-		check "content:$1" fail "$1 differs from the planned contents"
-	fi
+verify_shas() { # sha256sum -c lines on stdin: a failed check per file that differs
+	bad=$(sums_failing)
+	if [ -z "$bad" ]; then return 0; fi
+	while IFS= read -r p; do
+		check "content:${p#"$ROOT"}" fail "${p#"$ROOT"} differs from the planned contents"
+	done <<CLOUDIMG_BAD
+$bad
+CLOUDIMG_BAD
 }
 
 verify_sudoers() {
@@ -556,11 +637,19 @@ verify_dpkg_audit() {
 	fi
 }
 
-find_owned_files() { # into $DIR/owned: up to 20 files with the user's UID or removed GID
+# find_owned_files lists into $DIR/owned files with the user's UID or the
+# removed GID. It starts before the removals: the home that is removed is
+# not searched, and note_owned_files drops what is gone by then.
+find_owned_files() {
 	if [ "$USER_UID" -lt 0 ]; then return 0; fi
 	set -- -uid "$USER_UID"
 	if [ "$USER_GID" -ge 0 ]; then set -- "$@" -o -gid "$USER_GID"; fi
-	find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( "$@" \) -print 2>/dev/null | head -n 20 >"$DIR/owned.tmp" || true
+	home=$DIR
+	if [ -n "$USER_HOME" ] && [ -d "$ROOT$USER_HOME" ] && [ ! -L "$ROOT$USER_HOME" ] &&
+		[ "$(stat -c %u "$ROOT$USER_HOME")" = "$USER_UID" ]; then
+		home=$ROOT$USER_HOME
+	fi
+	find "$ROOT/" -xdev \( -path "$DIR" -prune \) -o \( -path "$home" -prune \) -o \( "$@" \) -print 2>/dev/null | head -n 40 >"$DIR/owned.tmp" || true
 	mv "$DIR/owned.tmp" "$DIR/owned"
 }
 
@@ -574,8 +663,15 @@ note_owned_files() { # files left behind that the next account with these IDs wo
 	fi
 	ids="UID $USER_UID"
 	if [ "$USER_GID" -ge 0 ]; then ids="UID $USER_UID or GID $USER_GID"; fi
-	owned=$(sed "s|^$ROOT||" "$DIR/owned" | tr '\n' ' ')
-	owned=${owned% }
+	owned=
+	count=0
+	while IFS= read -r p; do
+		if [ "$count" -ge 20 ]; then break; fi
+		if [ ! -e "$p" ] && [ ! -L "$p" ]; then continue; fi
+		owned="$owned ${p#"$ROOT"}"
+		count=$((count + 1))
+	done <"$DIR/owned"
+	owned=${owned# }
 	if [ -n "$owned" ]; then
 		say "NOTE files still owned by $ids (an account created later with the same IDs would own them): $owned"
 	fi
