@@ -15,6 +15,7 @@ const (
 	StateGuestFacts          = "guest_facts"
 	StateFormat              = "format"
 	StateStartedAt           = "started_at"
+	StateFirmware            = "firmware" // "bios" or "uefi"
 )
 
 // Artifact is the built image.
@@ -46,6 +47,7 @@ func (a *Artifact) State(name string) interface{} {
 			registryimage.WithRegion("local"),
 			registryimage.SetLabels(map[string]interface{}{
 				"format":                a.state[StateFormat],
+				"firmware":              a.state[StateFirmware],
 				"source_image_checksum": a.state[StateSourceImageChecksum],
 			}),
 		)

@@ -108,6 +108,7 @@ func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook,
 			StateSourceImageChecksum: cfg.ISOChecksum,
 			StateFormat:              cfg.Format,
 			StateStartedAt:           started.UTC().Format(time.RFC3339),
+			StateFirmware:            cfg.Firmware,
 		},
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {

@@ -51,6 +51,9 @@ type Image struct {
 	VirtualSizeBytes uint64 `json:"virtual_size_bytes"`
 	// Checksums maps algorithm name to lower-case hex digest.
 	Checksums map[string]string `json:"checksums"`
+	// Firmware is what the image boots with, "bios" or "uefi", when the
+	// builder says so.
+	Firmware string `json:"firmware,omitempty"`
 }
 
 // Source is the input image of the build.

@@ -64,6 +64,8 @@ type IndexEntry struct {
 	Checksums map[string]string `json:"checksums"`
 	// Size is the image file size in bytes.
 	Size int64 `json:"size"`
+	// Firmware is what the image boots with, "bios" or "uefi", when known.
+	Firmware string `json:"firmware,omitempty"`
 	// Created is when the image was built; Add uses the current time
 	// when zero. Marshalled as RFC 3339 in UTC.
 	Created time.Time `json:"created"`

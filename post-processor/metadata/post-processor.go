@@ -154,6 +154,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		},
 		Labels: c.Labels,
 	}
+	firmware := ""
 	if ours {
 		if u, ok := source.State(kvm.StateSourceImageURL).(string); ok && u != "" {
 			doc.Source = &imagemeta.Source{URL: u}
@@ -166,6 +167,9 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 				return nil, false, false, errors.New("cloudimg-metadata: the guest facts in the artifact are not valid JSON")
 			}
 			doc.Guest = json.RawMessage(facts)
+		}
+		if s, ok := source.State(kvm.StateFirmware).(string); ok {
+			firmware = s
 		}
 		if s, ok := source.State(kvm.StateStartedAt).(string); ok {
 			if t, err := time.Parse(time.RFC3339, s); err == nil {
@@ -190,7 +194,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 
 	files := append([]string(nil), source.Files()...)
 	for _, f := range imageFiles(source, ours) {
-		meta, err := p.record(ctx, ui, f, doc, repo)
+		meta, err := p.record(ctx, ui, f, firmware, doc, repo)
 		if err != nil {
 			return nil, false, false, err
 		}
@@ -201,7 +205,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 }
 
 // record writes one image's metadata file and adds it to the repository.
-func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image string, doc imagemeta.Metadata, repo *imagemeta.Repo) (string, error) {
+func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo) (string, error) {
 	c := &p.config
 	if st, err := os.Stat(image); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: image file: %w", err)
@@ -220,6 +224,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image strin
 		return "", fmt.Errorf("cloudimg-metadata: %s: %w", image, err)
 	}
 	img.Name = c.ImageName
+	img.Firmware = firmware
 	doc.Image = img
 	if err := imagemeta.WriteMetadata(out, &doc); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)
@@ -232,6 +237,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image strin
 			Labels:    c.Labels,
 			Checksums: img.Checksums,
 			Size:      img.SizeBytes,
+			Firmware:  firmware,
 			Created:   doc.Build.FinishedAt,
 		}
 		// Add takes a relative path as relative to the repository; the

@@ -50,6 +50,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 		kvm.StateSourceImageChecksum: "sha256:abcd",
 		kvm.StateGuestFacts:          facts,
 		kvm.StateStartedAt:           "2026-11-26T10:00:00Z",
+		kvm.StateFirmware:            "uefi",
 	}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
@@ -72,7 +73,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" {
+	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" || m.Image.Firmware != "uefi" {
 		t.Errorf("image = %+v", m.Image)
 	}
 	if len(m.Image.Checksums["sha256"]) != 64 || len(m.Image.Checksums["sha512"]) != 128 {
@@ -94,7 +95,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 		t.Errorf("sha256sum -c: %v\n%s", err, b)
 	}
 	idx, err := (&imagemeta.Repo{Dir: repo}).ReadIndex()
-	if err != nil || len(idx.Images) != 1 || idx.Latest["production"] != "20261126/node.qcow2" {
+	if err != nil || len(idx.Images) != 1 || idx.Latest["production"] != "20261126/node.qcow2" || idx.Images[0].Firmware != "uefi" {
 		t.Errorf("index = %+v, %v", idx, err)
 	}
 }

@@ -51,6 +51,9 @@ func TestScenarioBasic(t *testing.T) {
 	if meta.Labels["scenario"] != "basic" {
 		t.Errorf("metadata: labels %v, want scenario=basic", meta.Labels)
 	}
+	if meta.Image.Firmware != "bios" {
+		t.Errorf("metadata: image.firmware %q, want bios (the default)", meta.Image.Firmware)
+	}
 	if !meta.hasPackage("cloud-init") {
 		t.Errorf("metadata: the guest's package list has no cloud-init")
 	}
@@ -61,6 +64,9 @@ func TestScenarioBasic(t *testing.T) {
 		}
 		if e.Labels["scenario"] != "basic" {
 			t.Errorf("index.json: labels %v, want scenario=basic", e.Labels)
+		}
+		if e.Firmware != "bios" {
+			t.Errorf("index.json: firmware %q, want bios", e.Firmware)
 		}
 	}
 	if idx.Latest["basic"] != rel {

@@ -105,6 +105,7 @@ type scMetadata struct {
 		Format    string            `json:"format"`
 		SizeBytes int64             `json:"size_bytes"`
 		Checksums map[string]string `json:"checksums"`
+		Firmware  string            `json:"firmware"`
 	} `json:"image"`
 	Source *struct {
 		URL      string `json:"url"`
@@ -160,6 +161,9 @@ func checkMetadata(t testing.TB, image, sourceSHA256 string) *scMetadata {
 	}
 	if m.Image.Format != "qcow2" {
 		t.Errorf("metadata: image.format %q, want qcow2", m.Image.Format)
+	}
+	if m.Image.Firmware != "bios" && m.Image.Firmware != "uefi" {
+		t.Errorf("metadata: image.firmware %q, want bios or uefi", m.Image.Firmware)
 	}
 	switch {
 	case m.Source == nil:
@@ -223,6 +227,7 @@ type scIndexEntry struct {
 	Labels    map[string]string `json:"labels"`
 	Checksums map[string]string `json:"checksums"`
 	Size      int64             `json:"size"`
+	Firmware  string            `json:"firmware"`
 	Created   time.Time         `json:"created"`
 }
 

@@ -60,6 +60,9 @@ func TestScenarioUEFI(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
 		t.Errorf("temporary files left in the output directory: %q", left)
 	}
+	if m := checkMetadata(t, output, testImageSHA256(t)); m.Image.Firmware != "uefi" {
+		t.Errorf("metadata: image.firmware %q, want uefi", m.Image.Firmware)
+	}
 
 	start = time.Now()
 	bootOutputs(t, []vmOptions{{User: "carol", UEFI: true}},

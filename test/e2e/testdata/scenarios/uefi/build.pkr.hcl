@@ -53,4 +53,6 @@ build {
   }
 
   provisioner "cloudimg-cloudinit-reset" {}
+
+  post-processor "cloudimg-metadata" {}
 }
