@@ -94,7 +94,7 @@ type Config struct {
 	// `qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt`, QEMU's default CPU with the
 	// x86-64-v2 features that RHEL 9-family images need. Emulating it is
 	// faster than `max` (every feature QEMU can emulate): measured here, a
-	// Debian 12 guest reached SSH 15-20% sooner and Python started about a
+	// Debian 12 guest reached SSH about 20% sooner and Python started about a
 	// third faster. Set `max` for a guest that needs more (x86-64-v3, e.g.
 	// RHEL 10), or an Intel model only with care: the guest kernel then
 	// turns on Meltdown page-table isolation, which is slow to emulate.
