@@ -101,7 +101,7 @@ check unchanged-since-read ok "the files to change still have the contents that 
 # the random seed service (which saves the seed once more).
 find_owned_files &
 OWNED_PID=$!
-run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service >"$DIR/random-seed.out" &
+stop_seed_service >"$DIR/random-seed.out" &
 SEED_PID=$!
 
 # ------------------------------------------------------------- accounts --
@@ -452,9 +452,13 @@ set_machine_id() { # empty|uninitialized
 	say "SET /etc/machine-id $1"
 }
 
+stop_seed_service() {
+	run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+}
+
 wait_seed_stop() { # the stop of systemd-random-seed started in the background
 	if [ -z "$SEED_PID" ]; then
-		run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+		stop_seed_service
 		return 0
 	fi
 	wait "$SEED_PID" || true

@@ -416,9 +416,13 @@ set_machine_id() { # empty|uninitialized
 	say "SET /etc/machine-id $1"
 }
 
+stop_seed_service() {
+	run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+}
+
 wait_seed_stop() { # the stop of systemd-random-seed started in the background
 	if [ -z "$SEED_PID" ]; then
-		run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
+		stop_seed_service
 		return 0
 	fi
 	wait "$SEED_PID" || true
