@@ -13,7 +13,7 @@ import (
 // instance-id are the seed's. Both network shapes are booted, one after the other (two
 // emulated guests side by side on a small host slow each other down a lot).
 func TestBootTestImage(t *testing.T) {
-	img := testImage(t)
+	img := testImage(t, debian12)
 	for _, shape := range []netShape{netMatchMAC, netNone} {
 		t.Run(strings.ReplaceAll(shape.String(), " ", "_"), func(t *testing.T) {
 			v := bootVM(t, img, vmOptions{Network: shape})

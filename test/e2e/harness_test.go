@@ -14,8 +14,11 @@
 // Environment:
 //
 //	CLOUDIMG_E2E=1        required; without it the suite skips itself
-//	CLOUDIMG_E2E_IMAGE    use this qcow2 as the test image instead of
-//	                      building it with test/e2e/image/build.sh
+//	CLOUDIMG_E2E_IMAGE_DEBIAN_12, CLOUDIMG_E2E_IMAGE_DEBIAN_13
+//	                      use this qcow2 as the cell's test image instead of
+//	                      building it with test/e2e/image/build.sh CELL
+//	CLOUDIMG_E2E_CELL     run every scenario on this cell (debian-12 or
+//	                      debian-13) instead of the one it names
 //	CLOUDIMG_E2E_SSH_DEADLINE  how long bootVM waits for a login after a
 //	                      boot (Go duration, default 10m; raise it on a
 //	                      crowded host, where TCG guests slow down a lot)
@@ -242,40 +245,86 @@ func testdata(t testing.TB, elem ...string) string {
 	return p
 }
 
-var image struct {
+// cell names a test image: a distribution release with its network stack
+// and cloud-init, built by test/e2e/image/build.sh CELL. Scenarios name the
+// cell they need; CLOUDIMG_E2E_CELL moves every scenario to one cell.
+type cell string
+
+const (
+	// debian12 is bookworm with ifupdown + dhclient and cloud-init 22.4:
+	// the old network layout and the old cloud-init (status exits 0 or 1).
+	debian12 cell = "debian-12"
+	// debian13 is trixie with netplan + systemd-networkd + resolved,
+	// cloud-init 25.1 (status exits 2 on recoverable errors) and ds-identify:
+	// the layout of Debian's genericcloud images and of Ubuntu 24.04.
+	debian13 cell = "debian-13"
+)
+
+// orDefault is c, or CLOUDIMG_E2E_CELL when that is set.
+func (c cell) orDefault() cell {
+	if e := os.Getenv("CLOUDIMG_E2E_CELL"); e != "" {
+		return cell(e)
+	}
+	return c
+}
+
+// envName is the variable that points the cell at a ready image:
+// CLOUDIMG_E2E_IMAGE_DEBIAN_13 for debian-13.
+func (c cell) envName() string {
+	return "CLOUDIMG_E2E_IMAGE_" + strings.ToUpper(strings.ReplaceAll(string(c), "-", "_"))
+}
+
+var images struct {
+	sync.Mutex
+	m map[cell]*imageOnce
+}
+
+type imageOnce struct {
 	once sync.Once
 	path string
 	err  error
 }
 
-// testImage returns the path of the Debian 12 test cloud image (qcow2),
+// testImage returns the path of the cell's test cloud image (qcow2),
 // building it on first use with test/e2e/image/build.sh, which caches it
-// between runs. CLOUDIMG_E2E_IMAGE overrides it. The image must not be
-// written to: boot it through an overlay (bootVM does) or let Packer copy it.
-func testImage(t testing.TB) string {
+// between runs. CLOUDIMG_E2E_IMAGE_<CELL> overrides it (see cell.envName).
+// The image must not be written to: boot it through an overlay (bootVM
+// does) or let Packer copy it.
+func testImage(t testing.TB, c cell) string {
 	t.Helper()
-	image.once.Do(func() {
-		if p := os.Getenv("CLOUDIMG_E2E_IMAGE"); p != "" {
-			image.path, image.err = filepath.Abs(p)
-			if image.err == nil {
-				_, image.err = os.Stat(image.path)
+	c = c.orDefault()
+	images.Lock()
+	if images.m == nil {
+		images.m = map[cell]*imageOnce{}
+	}
+	img := images.m[c]
+	if img == nil {
+		img = &imageOnce{}
+		images.m[c] = img
+	}
+	images.Unlock()
+	img.once.Do(func() {
+		if p := os.Getenv(c.envName()); p != "" {
+			img.path, img.err = filepath.Abs(p)
+			if img.err == nil {
+				_, img.err = os.Stat(img.path)
 			}
 			return
 		}
-		image.path, image.err = buildTestImage()
+		img.path, img.err = buildTestImage(c)
 	})
-	if image.err != nil {
-		t.Fatalf("test image: %v", image.err)
+	if img.err != nil {
+		t.Fatalf("test image %s: %v", c, img.err)
 	}
-	return image.path
+	return img.path
 }
 
-func buildTestImage() (string, error) {
+func buildTestImage(c cell) (string, error) {
 	script := filepath.Join(suite.root, "test", "e2e", "image", "build.sh")
 	if _, err := os.Stat(script); err != nil {
 		return "", fmt.Errorf("%s: %w (the test image recipe is missing)", script, err)
 	}
-	logPath := filepath.Join(suite.work, "image-build.log")
+	logPath := filepath.Join(suite.work, "image-build-"+string(c)+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return "", err
@@ -284,7 +333,7 @@ func buildTestImage() (string, error) {
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "e2e: test image: running %s (log: %s)\n", script, logPath)
 	var stdout bytes.Buffer
-	cmd := exec.Command(script)
+	cmd := exec.Command(script, string(c))
 	cmd.Dir = suite.root
 	cmd.Stdout = io.MultiWriter(&stdout, logf)
 	// Progress goes to the terminal as well: a cold build takes minutes.
@@ -345,10 +394,10 @@ func fileSHA256(t testing.TB, path string) string {
 	return s
 }
 
-// testImageSHA256 is the hex sha256 of testImage, for iso_checksum.
-func testImageSHA256(t testing.TB) string {
+// testImageSHA256 is the hex sha256 of the cell's testImage, for iso_checksum.
+func testImageSHA256(t testing.TB, c cell) string {
 	t.Helper()
-	return fileSHA256(t, testImage(t))
+	return fileSHA256(t, testImage(t, c))
 }
 
 // tailFile returns the last n lines of a file ("" if it cannot be read).

@@ -22,8 +22,8 @@ import (
 // SSH host keys differ between the two.
 func TestScenarioBasic(t *testing.T) {
 	tm := newTimings(t)
-	img := testImage(t)
-	srcSum := testImageSHA256(t)
+	img := testImage(t, debian12)
+	srcSum := testImageSHA256(t, debian12)
 	dir := copyScenario(t, "basic", testDir(t))
 
 	repo := filepath.Join(dir, "repository")

@@ -20,8 +20,8 @@ import (
 // by TestValidate (wrong-type.pkr.hcl, no-checksum.pkr.hcl) and not
 // repeated here.
 func TestScenarioFaults(t *testing.T) {
-	img := testImage(t)
-	srcSum := testImageSHA256(t)
+	img := testImage(t, debian12)
+	srcSum := testImageSHA256(t, debian12)
 
 	// setup copies the scenario into the subtest's directory and returns
 	// it with the variables of its templates.

@@ -55,8 +55,8 @@ done
 // both images with their stage label, and latest has both names.
 func TestScenarioImmutableNode(t *testing.T) {
 	tm := newTimings(t)
-	img := testImage(t)
-	srcSum := testImageSHA256(t)
+	img := testImage(t, debian13)
+	srcSum := testImageSHA256(t, debian13)
 	dir := copyScenario(t, "immutable-node", testDir(t))
 
 	debs := filepath.Join(dir, "debs")

@@ -23,14 +23,14 @@ import (
 // cloud-init first boot without the build user.
 func TestScenarioUEFI(t *testing.T) {
 	tm := newTimings(t)
-	img := testImage(t)
+	img := testImage(t, debian12)
 	dir := copyScenario(t, "uefi", testDir(t))
 	// A comma in the path: QEMU's option lists need it doubled (disk, UEFI
 	// variables).
 	out := filepath.Join(dir, "output,uefi")
 	vars := map[string]string{
 		"iso_url":          img,
-		"iso_checksum":     "sha256:" + testImageSHA256(t),
+		"iso_checksum":     "sha256:" + testImageSHA256(t, debian12),
 		"output_directory": out,
 	}
 	start := time.Now()
@@ -60,7 +60,7 @@ func TestScenarioUEFI(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
 		t.Errorf("temporary files left in the output directory: %q", left)
 	}
-	if m := checkMetadata(t, output, testImageSHA256(t)); m.Image.Firmware != "uefi" {
+	if m := checkMetadata(t, output, testImageSHA256(t, debian12)); m.Image.Firmware != "uefi" {
 		t.Errorf("metadata: image.firmware %q, want uefi", m.Image.Firmware)
 	}
 

@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# Build a Debian 12 (bookworm) cloud image in qcow2, bootable by BIOS and by
-# UEFI (an EFI system partition with GRUB at the removable-media path, as
-# OVMF boots it without NVRAM entries), that behaves like Debian's official
-# "genericcloud" image: cloud-init (NoCloud seed ISO
-# labelled "cidata" works), openssh-server, sudo, ifupdown + DHCP, growpart,
-# serial console on ttyS0. The image is left "unbooted": empty machine-id, no
-# SSH host keys, no /var/lib/cloud, no apt lists.
+# Build a Debian cloud image in qcow2, bootable by BIOS and by UEFI (an EFI
+# system partition with GRUB at the removable-media path, as OVMF boots it
+# without NVRAM entries), that behaves like Debian's official "genericcloud"
+# image: cloud-init (NoCloud seed ISO labelled "cidata" works), openssh-server,
+# sudo, growpart, serial console on ttyS0. The image is left "unbooted": empty
+# machine-id, no SSH host keys, no /var/lib/cloud, no apt lists.
+#
+# One recipe, one image per cell (a distribution release and its network stack):
+#   debian-12  bookworm, ifupdown + dhclient (ENI), cloud-init 22.4: the old
+#              network layout and the old cloud-init
+#   debian-13  trixie, netplan + systemd-networkd + systemd-resolved, cloud-init
+#              25.1 with its shipped datasource detection (ds-identify), empty
+#              /etc/hostname: the layout of Debian's own genericcloud images
+#              since bookworm and of Ubuntu 24.04
 #
 # Usage:
-#   test/e2e/image/build.sh [OUTPUT.qcow2]
+#   test/e2e/image/build.sh [CELL] [OUTPUT.qcow2]      (CELL defaults to debian-12)
 #
-# Without OUTPUT the image goes to a cache keyed by a hash of this recipe:
-#   ${CLOUDIMG_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/packer-plugin-cloudimg}/debian-12-cloudimg-<hash>.qcow2
+# Without OUTPUT the image goes to a cache keyed by a hash of this recipe and the cell:
+#   ${CLOUDIMG_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/packer-plugin-cloudimg}/CELL-cloudimg-<hash>.qcow2
 # and an existing cached image is reused without any work. An explicit OUTPUT
 # is always (re)built. The image path is the LAST line on stdout, everything
-# else goes to stderr, so callers can do: img=$(test/e2e/image/build.sh)
+# else goes to stderr, so callers can do: img=$(test/e2e/image/build.sh debian-13)
 #
 # Environment:
 #   CLOUDIMG_TEST_CACHE     cache directory (see above)
@@ -35,7 +42,32 @@ set -euo pipefail
 {
 
 # ---------------------------------------------------------------- settings --
-SUITE=bookworm
+CELL=debian-12
+if [[ $# -gt 0 && $1 != *.qcow2 && $1 != */* ]]; then
+  CELL=$1
+  shift
+fi
+case $CELL in
+debian-12)
+  SUITE=bookworm
+  VERSION_NAME="Debian GNU/Linux 12"
+  # ifupdown + dhclient: cloud-init writes /etc/network/interfaces.d/50-cloud-init.
+  NET_PACKAGES=(ifupdown isc-dhcp-client)
+  NET_BINARIES=(usr/sbin/dhclient usr/sbin/ifup)
+  ;;
+debian-13)
+  SUITE=trixie
+  VERSION_NAME="Debian GNU/Linux 13"
+  # netplan renders for systemd-networkd; resolved is the resolver (as in
+  # Debian's genericcloud images: debian-cloud-images' FAI classes).
+  NET_PACKAGES=(netplan.io systemd-resolved libnss-resolve)
+  NET_BINARIES=(usr/sbin/netplan usr/lib/systemd/systemd-networkd usr/lib/systemd/systemd-resolved)
+  ;;
+*)
+  printf 'build.sh: error: unknown cell %q (known: debian-12, debian-13)\n' "$CELL" >&2
+  exit 2
+  ;;
+esac
 DISK_SIZE_MIB=2048        # virtual disk size; cloud-init growpart grows the fs to the real disk
 ESP_START=2048            # first partition: EFI system partition (FAT, 32 MiB); sectors 1..2047 hold GRUB's BIOS core.img
 ESP_SECTORS=65536
@@ -53,7 +85,7 @@ KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200 no_tim
 PACKAGES=(
   linux-image-cloud-amd64 initramfs-tools systemd-sysv dbus udev
   cloud-init cloud-guest-utils openssh-server sudo
-  ifupdown isc-dhcp-client iproute2 netbase
+  "${NET_PACKAGES[@]}" iproute2 netbase
   grub-pc-bin grub-efi-amd64-bin adduser passwd
 )
 
@@ -90,12 +122,12 @@ first_source_uri() {
 SELF=$(realpath "${BASH_SOURCE[0]}")
 # Everything that defines the image. Add any file this script starts reading.
 RECIPE_FILES=("$SELF")
-HASH=$(cat "${RECIPE_FILES[@]}" | sha256sum | cut -c1-16)
+HASH=$({ cat "${RECIPE_FILES[@]}"; echo "cell=$CELL"; } | sha256sum | cut -c1-16)
 CACHE=${CLOUDIMG_TEST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/packer-plugin-cloudimg}
-NAME=debian-12-cloudimg-$HASH
+NAME=$CELL-cloudimg-$HASH
 
 if [[ $# -gt 1 ]]; then
-  die "usage: $0 [OUTPUT.qcow2]"
+  die "usage: $0 [CELL] [OUTPUT.qcow2]"
 elif [[ $# -eq 1 ]]; then
   OUT=$(realpath -m "$1")
   USE_CACHED=0
@@ -133,7 +165,9 @@ fi
 MIRROR=${DEBIAN_MIRROR:-$(first_source_uri /debian || echo http://deb.debian.org/debian)}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(first_source_uri /debian-security || echo http://deb.debian.org/debian-security)}
 
-mkdir -p "$CACHE" "$CACHE/debootstrap" "$CACHE/apt-archives" "$CACHE/logs" "$(dirname "$OUT")"
+# .deb caches per suite: a bookworm build never sees trixie's packages.
+DEBS=$CACHE/debs/$SUITE
+mkdir -p "$CACHE" "$DEBS/debootstrap" "$DEBS/apt-archives" "$CACHE/logs" "$(dirname "$OUT")"
 # One build at a time per cache (parallel test processes share it); a waiter
 # then finds the image the first one built.
 exec 9>"$CACHE/.build.lock"
@@ -215,7 +249,7 @@ in_root() {
 
 # -------------------------------------------------------------- base system --
 log "debootstrap --variant=minbase $SUITE"
-debootstrap --variant=minbase --cache-dir="$CACHE/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
+debootstrap --variant=minbase --cache-dir="$DEBS/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
 
 # --------------------------------------------------- configure and install --
 log "configuring the root filesystem"
@@ -230,7 +264,13 @@ printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
 
 # debootstrap copies the host's hostname; cloud-init sets the real one.
-echo localhost >"$ROOT/etc/hostname"
+# Debian's genericcloud images ship an empty /etc/hostname (systemd then
+# uses its fallback, "localhost"); the old cell keeps the word itself, so
+# the reset is seen to restore either shape.
+case $CELL in
+debian-12) echo localhost >"$ROOT/etc/hostname" ;;
+*) : >"$ROOT/etc/hostname" ;;
+esac
 chmod 0644 "$ROOT/etc/hostname"
 cat >"$ROOT/etc/hosts" <<'EOF'
 127.0.0.1	localhost
@@ -243,8 +283,9 @@ cat >"$ROOT/etc/fstab" <<EOF
 # <file system> <mount point> <type> <options> <dump> <pass>
 UUID=$ROOT_UUID / ext4 rw,discard,errors=remount-ro 0 1
 EOF
-mkdir -p "$ROOT/etc/network"
-cat >"$ROOT/etc/network/interfaces" <<'EOF'
+if [[ $CELL == debian-12 ]]; then
+  mkdir -p "$ROOT/etc/network"
+  cat >"$ROOT/etc/network/interfaces" <<'EOF'
 # interfaces(5) file used by ifup(8) and ifdown(8)
 # cloud-init writes the NIC configuration to interfaces.d/50-cloud-init.
 source /etc/network/interfaces.d/*
@@ -252,6 +293,7 @@ source /etc/network/interfaces.d/*
 auto lo
 iface lo inet loopback
 EOF
+fi
 mkdir -p "$ROOT/etc/cloud/cloud.cfg.d"
 # As Debian's official images do: keep /etc/hosts in line with the hostname
 # cloud-init sets (else sudo tries DNS for it, which may time out).
@@ -267,14 +309,19 @@ echo LANG=C.UTF-8 >"$ROOT/etc/default/locale"
 mount -t proc proc "$ROOT/proc"
 
 # Reuse .debs from earlier builds; apt checks them against the fresh indexes.
-find "$CACHE/apt-archives" -name '*.deb' -exec cp -t "$ROOT/var/cache/apt/archives/" {} +
+find "$DEBS/apt-archives" -name '*.deb' -exec cp -t "$ROOT/var/cache/apt/archives/" {} +
 log "apt-get install ${PACKAGES[*]}"
 in_root apt-get update -q
 in_root apt-get -q -y -o Dpkg::Use-Pty=0 dist-upgrade
 in_root apt-get -q -y -o Dpkg::Use-Pty=0 install --no-install-recommends "${PACKAGES[@]}"
+if [[ $CELL != debian-12 ]]; then
+  # networkd brings up what netplan renders from cloud-init's network-config;
+  # resolved answers on the stub resolver /etc/resolv.conf points to.
+  in_root systemctl enable systemd-networkd.service systemd-resolved.service
+fi
 # Keep exactly this build's .debs as the cache for the next one.
-find "$CACHE/apt-archives" -name '*.deb' -delete
-find "$ROOT/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -t "$CACHE/apt-archives/" {} +
+find "$DEBS/apt-archives" -name '*.deb' -delete
+find "$ROOT/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -t "$DEBS/apt-archives/" {} +
 
 # ----------------------------------------------------------------- bootloader --
 log "preparing GRUB (from the image's grub-pc-bin)"
@@ -291,7 +338,7 @@ serial --unit=0 --speed=115200
 terminal_input console serial
 terminal_output console serial
 set timeout=0
-menuentry 'Debian GNU/Linux 12 (cloud image)' {
+menuentry '$VERSION_NAME (cloud image)' {
 	search --no-floppy --fs-uuid --set=root $ROOT_UUID
 	linux /vmlinuz $KERNEL_CMDLINE
 	initrd /initrd.img
@@ -334,12 +381,16 @@ rm -f "$ROOT/var/lib/dbus/machine-id"
 rm -f "$ROOT"/etc/ssh/ssh_host_*     # cloud-init generates new host keys
 rm -rf "$ROOT/var/lib/cloud"
 rm -f "$ROOT/etc/resolv.conf"        # the host's copy; dhclient writes the guest's
+if [[ $CELL != debian-12 ]]; then
+  # resolved's stub, as systemd-resolved's own package sets it up on a booted system.
+  ln -s ../run/systemd/resolve/stub-resolv.conf "$ROOT/etc/resolv.conf"
+fi
 rm -rf "$ROOT"/tmp/* "$ROOT"/var/tmp/* "$ROOT"/var/cache/debconf/*-old "$ROOT"/var/log/bootstrap.log
 find "$ROOT/var/cache/apt" -name '*.bin' -delete
 
 # Sanity checks on the tree that becomes the filesystem.
 for f in usr/bin/cloud-init usr/bin/growpart usr/sbin/resize2fs usr/sbin/sshd usr/bin/sudo \
-  usr/sbin/dhclient usr/sbin/ifup usr/bin/ip usr/sbin/useradd usr/sbin/adduser; do
+  "${NET_BINARIES[@]}" usr/bin/ip usr/sbin/useradd usr/sbin/adduser; do
   [[ -x $ROOT/$f ]] || die "/$f missing from the image"
 done
 [[ -f $ROOT/etc/machine-id && ! -s $ROOT/etc/machine-id ]] || die "/etc/machine-id not empty"
