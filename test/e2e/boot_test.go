@@ -7,16 +7,20 @@ import (
 	"testing"
 )
 
-// TestBootTestImage proves the harness itself, without the plugin: the raw
-// test image boots under bootVM with the harness's own seed, cloud-init
-// finishes, the seed's user logs in with its key, and the hostname and
-// instance-id are the seed's. Both network shapes are booted, one after the other (two
-// emulated guests side by side on a small host slow each other down a lot).
+// TestBootTestImage proves the harness itself, without the plugin: each
+// cell's raw test image boots under bootVM with the harness's own seed,
+// cloud-init finishes, the seed's user logs in with its key, and the
+// hostname and instance-id are the seed's. Debian 12 gets a network-config
+// matching the MAC (ENI), Debian 13 none (cloud-init's fallback through
+// netplan); one after the other (two emulated guests side by side on a small
+// host slow each other down a lot).
 func TestBootTestImage(t *testing.T) {
-	img := testImage(t, debian12)
-	for _, shape := range []netShape{netMatchMAC, netNone} {
-		t.Run(strings.ReplaceAll(shape.String(), " ", "_"), func(t *testing.T) {
-			v := bootVM(t, img, vmOptions{Network: shape})
+	for _, c := range []struct {
+		cell  cell
+		shape netShape
+	}{{debian12, netMatchMAC}, {debian13, netNone}} {
+		t.Run(string(c.cell)+"/"+strings.ReplaceAll(c.shape.String(), " ", "_"), func(t *testing.T) {
+			v := bootVM(t, testImage(t, c.cell), vmOptions{Network: c.shape})
 			v.WaitCloudInit()
 
 			if got := strings.TrimSpace(v.MustRead("id -un")); got != v.User {
