@@ -14,67 +14,16 @@ import (
 
 // TestScenarioBasic builds one image through the whole plugin (builder, a
 // shell provisioner writing a marker, the reset, the metadata
-// post-processor with a repository), checks the metadata and the
-// repository on the host, then boots the output twice at once, each with a
-// seed of its own (user, key, instance-id, hostname, MAC), and checks that
+// post-processor with a repository) on Debian 12, checks the metadata and
+// the repository on the host, then boots the output twice at once, each with
+// a seed of its own (user, key, instance-id, hostname, MAC), and checks that
 // each boot is a cloud-init first boot of a clean image: the provisioned
 // marker is there, the build user and its key are not, and machine-id and
 // SSH host keys differ between the two.
 func TestScenarioBasic(t *testing.T) {
 	tm := newTimings(t)
-	img := testImage(t, debian12)
-	srcSum := testImageSHA256(t, debian12)
-	dir := copyScenario(t, "basic", testDir(t))
-
-	repo := filepath.Join(dir, "repository")
-	imageID := "basic-" + randHex(4)
-	token := "e2e-" + randHex(16)
-	vars := map[string]string{
-		"iso_url":      img,
-		"iso_checksum": "sha256:" + srcSum,
-		"repository":   repo,
-		"image_id":     imageID,
-		"marker_token": token,
-	}
-	start := time.Now()
-	buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...).mustSucceed(t)
-	tm.since("build", start)
-
-	rel := imageID + "/basic.qcow2"
-	output := filepath.Join(repo, rel)
-
-	// Host side: metadata beside the image, and the repository.
-	meta := checkMetadata(t, output, srcSum)
-	if meta.Image.Name != "basic" || meta.Image.Path != "basic.qcow2" {
-		t.Errorf("metadata: image name %q, path %q; want the source name basic and basic.qcow2 (beside the metadata file)", meta.Image.Name, meta.Image.Path)
-	}
-	if meta.Labels["scenario"] != "basic" {
-		t.Errorf("metadata: labels %v, want scenario=basic", meta.Labels)
-	}
-	if meta.Image.Firmware != "bios" {
-		t.Errorf("metadata: image.firmware %q, want bios (the default)", meta.Image.Firmware)
-	}
-	if !meta.hasPackage("cloud-init") {
-		t.Errorf("metadata: the guest's package list has no cloud-init")
-	}
-	idx := checkRepository(t, repo, rel)
-	if e := idx.entry(rel); e != nil {
-		if e.Name != "basic" {
-			t.Errorf("index.json: image name %q, want the source name basic", e.Name)
-		}
-		if e.Labels["scenario"] != "basic" {
-			t.Errorf("index.json: labels %v, want scenario=basic", e.Labels)
-		}
-		if e.Firmware != "bios" {
-			t.Errorf("index.json: firmware %q, want bios", e.Firmware)
-		}
-	}
-	if idx.Latest["basic"] != rel {
-		t.Errorf("index.json: latest[basic] = %q, want %q", idx.Latest["basic"], rel)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	built := buildBasic(t, tm, debian12, "")
+	output, token := built.output, built.token
 
 	// Guest side: two first boots of the output, side by side.
 	type result struct {
@@ -83,7 +32,7 @@ func TestScenarioBasic(t *testing.T) {
 	}
 	var mu sync.Mutex
 	results := map[string]result{}
-	start = time.Now()
+	start := time.Now()
 	bootOutputs(t, []vmOptions{{User: "alice"}, {User: "bob"}},
 		func(int) string { return output },
 		func(t *testing.T, _ int, v *vm) {
@@ -142,4 +91,79 @@ func TestScenarioBasic(t *testing.T) {
 	if sameKey(a.hostKey, b.hostKey) {
 		t.Errorf("both boots of the image present the SSH host key %s: the reset did not remove the host keys", ssh.FingerprintSHA256(a.hostKey))
 	}
+}
+
+// basicBuild is what buildBasic built.
+type basicBuild struct {
+	dir    string      // the test directory Packer ran in (packer.out)
+	repo   string      // the image repository
+	rel    string      // the image's path inside repo
+	output string      // the image
+	token  string      // the marker the shell provisioner wrote to /etc/cloudimg-e2e-marker
+	meta   *scMetadata // <image>.metadata.json
+	run    *packerRun
+}
+
+// buildBasic builds the basic scenario's template from the cell's test
+// image, with userData added to the build's seed, and checks the metadata
+// and the repository on the host; it stops the test unless all is right.
+func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild {
+	t.Helper()
+	img := testImage(t, c)
+	srcSum := testImageSHA256(t, c)
+	dir := copyScenario(t, "basic", testDir(t))
+
+	repo := filepath.Join(dir, "repository")
+	imageID := "basic-" + randHex(4)
+	token := "e2e-" + randHex(16)
+	vars := map[string]string{
+		"iso_url":      img,
+		"iso_checksum": "sha256:" + srcSum,
+		"repository":   repo,
+		"image_id":     imageID,
+		"marker_token": token,
+		"cell":         string(c.orDefault()),
+		"user_data":    userData,
+	}
+	start := time.Now()
+	run := buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...)
+	run.mustSucceed(t)
+	tm.since("build", start)
+
+	rel := imageID + "/basic.qcow2"
+	output := filepath.Join(repo, rel)
+
+	// Host side: metadata beside the image, and the repository.
+	meta := checkMetadata(t, output, srcSum)
+	if meta.Image.Name != "basic" || meta.Image.Path != "basic.qcow2" {
+		t.Errorf("metadata: image name %q, path %q; want the source name basic and basic.qcow2 (beside the metadata file)", meta.Image.Name, meta.Image.Path)
+	}
+	if meta.Labels["scenario"] != "basic" || meta.Labels["cell"] != string(c.orDefault()) {
+		t.Errorf("metadata: labels %v, want scenario=basic cell=%s", meta.Labels, c.orDefault())
+	}
+	if meta.Image.Firmware != "bios" {
+		t.Errorf("metadata: image.firmware %q, want bios (the default)", meta.Image.Firmware)
+	}
+	if !meta.hasPackage("cloud-init") {
+		t.Errorf("metadata: the guest's package list has no cloud-init")
+	}
+	idx := checkRepository(t, repo, rel)
+	if e := idx.entry(rel); e != nil {
+		if e.Name != "basic" {
+			t.Errorf("index.json: image name %q, want the source name basic", e.Name)
+		}
+		if e.Labels["scenario"] != "basic" {
+			t.Errorf("index.json: labels %v, want scenario=basic", e.Labels)
+		}
+		if e.Firmware != "bios" {
+			t.Errorf("index.json: firmware %q, want bios", e.Firmware)
+		}
+	}
+	if idx.Latest["basic"] != rel {
+		t.Errorf("index.json: latest[basic] = %q, want %q", idx.Latest["basic"], rel)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return &basicBuild{dir: dir, repo: repo, rel: rel, output: output, token: token, meta: meta, run: run}
 }

@@ -1,6 +1,6 @@
-# TestScenarioBasic: one image through the whole plugin: the builder, a shell
-# provisioner writing a marker, the reset, and the metadata post-processor
-# recording the image in a repository.
+# TestScenarioBasic and TestScenarioDebian13: one image through the whole
+# plugin: the builder, a shell provisioner writing a marker, the reset, and
+# the metadata post-processor recording the image in a repository.
 packer {
   required_plugins {
     cloudimg = {
@@ -16,7 +16,18 @@ packer {
 
 variable "iso_url" {
   type        = string
-  description = "The Debian 12 test cloud image (a local qcow2)."
+  description = "The test cloud image of the cell (a local qcow2)."
+}
+
+variable "cell" {
+  type        = string
+  description = "The test image's cell (debian-12, debian-13): a label of the image."
+}
+
+variable "user_data" {
+  type        = string
+  default     = ""
+  description = "Extra #cloud-config for the build's seed."
 }
 
 variable "iso_checksum" {
@@ -47,6 +58,7 @@ source "cloudimg-kvm" "basic" {
   output_directory = "${var.repository}/${var.image_id}"
   vm_name          = "basic.qcow2"
   serial_log_file  = "${path.cwd}/basic.serial.log"
+  user_data        = var.user_data
 }
 
 build {
@@ -65,6 +77,7 @@ build {
     repository = var.repository
     labels = {
       scenario = "basic"
+      cell     = var.cell
     }
   }
 }
