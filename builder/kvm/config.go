@@ -165,7 +165,15 @@ type Config struct {
 	VendorData string `mapstructure:"vendor_data"`
 	// Extra meta-data keys for the seed.
 	MetaData map[string]string `mapstructure:"meta_data"`
-	// Host name of the build VM (meta-data `local-hostname`). Default `packer-<build name>`.
+	// Host name of the build VM. Default `packer-<build name>`. The seed
+	// sets it in user-data (`hostname`: the first label, `fqdn`: all of
+	// it), not in meta-data `local-hostname`, so that a first `bootcmd`
+	// entry can save the source image's `/etc/hostname` and `/etc/hosts`
+	// before cloud-init writes the name into them; the
+	// `cloudimg-cloudinit-reset` provisioner puts them back and fails if the
+	// name is still found under `/etc`. Choose a distinctive name: the
+	// reset's check looks for it as a word in every file there. A
+	// `hostname` or `fqdn` in `user_data` wins over this option.
 	Hostname string `mapstructure:"hostname"`
 	// Host key types the guest generates on the build boot (cloud-init
 	// `ssh_genkeytypes`). Default `["ed25519"]`: RSA and ECDSA keys are slow

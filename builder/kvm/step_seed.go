@@ -135,8 +135,9 @@ func (c *Config) legacySeed(sc *cidata.Config) error {
 		case cidata.FileVendorData:
 			sc.VendorData = b
 		case cidata.FileMetaData:
-			// instance-id and local-hostname stay the builder's: the build's
-			// instance must be new each time. Other simple keys are kept.
+			// instance-id stays the builder's: the build's instance must be
+			// new each time. local-hostname is dropped: the hostname goes
+			// into user-data (see cidata.Build). Other simple keys are kept.
 			md, err := cidata.ParseMetaData(b)
 			if err != nil {
 				return fmt.Errorf("%s: %w", origin[name], err)

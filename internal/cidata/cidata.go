@@ -8,8 +8,11 @@
 // The generated user-data creates exactly one account, the build user, with
 // passwordless sudo, a locked password and the builder's ephemeral SSH key,
 // turns SSH password authentication off and creates no distribution default
-// user (no "ubuntu"/"debian" account gets baked into the image). The user's
-// own #cloud-config is merged into it; see [Build] for the rules.
+// user (no "ubuntu"/"debian" account gets baked into the image). It sets the
+// build's hostname through user-data, after a first bootcmd entry has saved
+// the source image's /etc/hostname and /etc/hosts to [SavedEtcDir] for the
+// reset provisioner. The user's own #cloud-config is merged into it; see
+// [Build] for the rules.
 package cidata
 
 import (
@@ -37,6 +40,45 @@ const (
 	FileVendorData    = "vendor-data"
 )
 
+// SavedEtcDir is where the seed's first bootcmd entry keeps the source
+// image's /etc/hostname and /etc/hosts (see [SavedEtcFiles]) as they were
+// before cloud-init set the build's hostname, for the reset provisioner to
+// put back. Each file is copied with cp -a (content, mode, owner,
+// timestamps, SELinux label; a symbolic link stays a link); a file the image
+// lacks is recorded as an empty "<name>.absent". The directory is complete
+// or missing: it is filled under another name and renamed. It lies in
+// cloud-init's state, which the reset removes anyway.
+const SavedEtcDir = "/var/lib/cloud/cloudimg-source-etc"
+
+// SavedEtcFiles are the files of /etc saved in [SavedEtcDir].
+var SavedEtcFiles = []string{"hostname", "hosts"}
+
+// saveEtcScript is the first bootcmd entry of the seed. cloud-init runs
+// bootcmd on every boot (a provisioner may reboot the VM), so the copy is
+// made only once. bootcmd runs in the init stage's modules before
+// set_hostname, update_hostname and update_etc_hosts, and on a first boot
+// nothing sets the hostname before it when meta-data has no local-hostname:
+// cloud-init's early _maybe_set_hostname sees only meta-data and the
+// instance's cloud-config, which consume_data writes later. So the copy is
+// the source image's. It runs in a subshell: the user's bootcmd entries
+// that follow see no variables of it.
+const saveEtcScript = `# cloudimg: save the source image's /etc/hostname and /etc/hosts for the reset, once
+if [ ! -d ` + SavedEtcDir + ` ]; then
+  (
+    set -e
+    t=` + SavedEtcDir + `.tmp
+    if [ -e "$t" ]; then rm -rf "$t"; fi
+    mkdir -m 0700 "$t"
+    set --
+    for f in hostname hosts; do
+      if [ -e "/etc/$f" ] || [ -L "/etc/$f" ]; then set -- "$@" "/etc/$f"; else : >"$t/$f.absent"; fi
+    done
+    if [ $# -gt 0 ]; then cp -a "$@" "$t/"; fi
+    mv "$t" ` + SavedEtcDir + `
+  )
+fi
+`
+
 // VolumeLabel is the ISO volume label cloud-init's NoCloud datasource looks
 // for (it accepts "cidata" and "CIDATA").
 const VolumeLabel = "cidata"
@@ -53,8 +95,10 @@ type Config struct {
 	// cloud-init uses it as a directory name, so it is limited to
 	// letters, digits and ". _ : -". See [NewInstanceID].
 	InstanceID string
-	// Hostname becomes meta-data's local-hostname. Optional (omitted when
-	// empty); when set it must be a valid host name.
+	// Hostname is the build VM's host name, set through user-data
+	// (hostname: its first label, fqdn: all of it), not meta-data's
+	// local-hostname. Optional (omitted when empty); when set it must be a
+	// valid host name. A hostname or fqdn in UserData replaces both.
 	Hostname string
 	// Username is the build user, e.g. "packer". Required.
 	Username string
@@ -84,7 +128,8 @@ type Config struct {
 	// VendorData is written verbatim as vendor-data when not nil.
 	VendorData []byte
 	// MetaData holds extra meta-data keys. They must not be instance-id or
-	// local-hostname (use the fields above).
+	// local-hostname (use the fields above: a local-hostname would name the
+	// build host in /etc before the bootcmd entry saves the source's files).
 	MetaData map[string]string
 
 	// SSHGenKeyTypes are the host key types cloud-init generates
@@ -147,6 +192,19 @@ func NewInstanceID() string {
 //	ssh_genkeytypes: [ed25519]  # or SSHGenKeyTypes
 //	ssh:
 //	  emit_keys_to_console: false
+//	hostname: <first label of Hostname>  # when Hostname is set
+//	fqdn: <Hostname>
+//	bootcmd:
+//	  - <save /etc/hostname and /etc/hosts to SavedEtcDir, once>
+//
+// The hostname is in user-data rather than in meta-data's local-hostname
+// because cloud-init applies local-hostname at the very start of a first
+// boot, before any module, whereas a user-data hostname is applied by the
+// set_hostname module, after bootcmd: the bootcmd entry thus saves the
+// source image's files before anything names the build host in them, and
+// the reset provisioner puts them back. fqdn keeps what local-hostname
+// gave: without it cloud-init would take the domain part from the source
+// image's current hostname.
 //
 // The user's UserData, which must be a single YAML mapping headed
 // "#cloud-config", is merged into it:
@@ -166,7 +224,12 @@ func NewInstanceID() string {
 //     which must be a non-empty list of strings.
 //   - power_state is an error: a cloud-init shutdown or reboot would cut
 //     the build's SSH session; the builder shuts the VM down itself.
-//   - A null value for users, ssh_pwauth or ssh_genkeytypes is ignored.
+//   - A hostname or fqdn of the user's replaces both of ours, so that
+//     cloud-init derives the other one from the user's as it would
+//     without the builder.
+//   - bootcmd must be a list; the user's entries run after ours.
+//   - A null value for users, ssh_pwauth, ssh_genkeytypes, hostname, fqdn
+//     or bootcmd is ignored.
 //
 // Before merging, aliases are expanded and "<<" merge keys resolved, so the
 // output has no anchors; comments are dropped. Scalars keep their original
@@ -179,8 +242,8 @@ func NewInstanceID() string {
 //
 // # meta-data
 //
-// instance-id, local-hostname (when Hostname is set), then the MetaData keys
-// in sorted order.
+// instance-id, then the MetaData keys in sorted order. No local-hostname:
+// the hostname is in user-data (see above).
 //
 // # network-config
 //
@@ -268,8 +331,10 @@ func (c *Config) validate() error {
 	}
 	for k := range c.MetaData {
 		switch {
-		case k == "instance-id" || k == "local-hostname":
-			errs = append(errs, fmt.Errorf("extra meta-data key %q: set it through the instance id or hostname instead", k))
+		case k == "instance-id":
+			errs = append(errs, fmt.Errorf("extra meta-data key %q: the builder makes a new instance id for every build", k))
+		case k == "local-hostname":
+			errs = append(errs, fmt.Errorf("extra meta-data key %q: set the hostname instead (it goes into user-data, so that the reset can restore the source image's /etc/hostname and /etc/hosts)", k))
 		case !metaKeyRE.MatchString(k):
 			errs = append(errs, fmt.Errorf("extra meta-data key %q: use letters, digits, '.', '_' or '-'", k))
 		}
@@ -331,9 +396,6 @@ func (c *Config) networkConfigName() string {
 func (c *Config) metaData() ([]byte, error) {
 	m := &yaml.Node{Kind: yaml.MappingNode}
 	addPair(m, "instance-id", str(c.InstanceID))
-	if c.Hostname != "" {
-		addPair(m, "local-hostname", str(c.Hostname))
-	}
 	keys := make([]string, 0, len(c.MetaData))
 	for k := range c.MetaData {
 		keys = append(keys, k)

@@ -138,6 +138,9 @@ func TestUserDataPlain(t *testing.T) {
 		"ssh_pwauth":      false,
 		"ssh_genkeytypes": []any{"ed25519"},
 		"ssh":             map[string]any{"emit_keys_to_console": false},
+		"hostname":        "packer-web",
+		"fqdn":            "packer-web",
+		"bootcmd":         []any{saveEtcScript},
 	}
 	if !reflect.DeepEqual(m, want) {
 		t.Errorf("got %#v\nwant %#v", m, want)
@@ -249,7 +252,7 @@ func TestUserDataEdgeCases(t *testing.T) {
 		{name: "users default", in: "#cloud-config\nusers: [default]\n", contains: []string{"  - default\n"}, warn: "line 2: users lists \"default\""},
 		{name: "users comma string", in: "#cloud-config\nusers: default, alice\n", contains: []string{"  - default\n  - alice\n"}, warn: "default"},
 		{name: "users plain names", in: "#cloud-config\nusers: [alice, bob]\n", contains: []string{"  - alice\n  - bob\n"}},
-		{name: "top-level ssh keys kept", in: "#cloud-config\nssh_authorized_keys: [k1]\n", contains: []string{"emit_keys_to_console: false\nssh_authorized_keys: [k1]\n"}},
+		{name: "top-level ssh keys kept", in: "#cloud-config\nssh_authorized_keys: [k1]\n", contains: []string{"ssh:\n  emit_keys_to_console: false\n", "\nssh_authorized_keys: [k1]\n"}},
 		{name: "user's ssh settings merge", in: "#cloud-config\nssh:\n  emit_keys_to_console: true\n", contains: []string{"ssh:\n  emit_keys_to_console: true\n"}},
 		{name: "octal stays plain", in: "#cloud-config\nwrite_files:\n  - {path: /x, permissions: 0755}\n", contains: []string{"permissions: 0755}"}},
 		{name: "yes stays plain", in: "#cloud-config\nmanage_etc_hosts: yes\n", contains: []string{"manage_etc_hosts: yes\n"}},

@@ -13,8 +13,9 @@ import (
 // FuzzUserDataMerge feeds arbitrary user data to Build. It must never
 // panic, and whenever it succeeds the user-data must start with
 // #cloud-config, parse as YAML, keep the build user first in users (exactly
-// as generated), keep ssh_pwauth false and have a non-empty
-// ssh_genkeytypes; and the same input must give the same output.
+// as generated), keep ssh_pwauth false, have a non-empty ssh_genkeytypes
+// and start bootcmd with the entry that saves /etc/hostname and /etc/hosts;
+// and the same input must give the same output.
 func FuzzUserDataMerge(f *testing.F) {
 	inputs, _ := filepath.Glob(filepath.Join("testdata", "*.input.yaml"))
 	for _, p := range inputs {
@@ -35,6 +36,9 @@ func FuzzUserDataMerge(f *testing.F) {
 		"#cloud-config\nruncmd: !!seq [a]\nx: !custom tag\n",
 		"#cloud-config\nwrite_files:\n- content: |\n    a\n  path: /x\n",
 		"#cloud-config\nssh_genkeytypes: [rsa]\n",
+		"#cloud-config\nbootcmd: [echo a, [echo, b]]\nhostname: h\nfqdn: h.example.org\n",
+		"#cloud-config\nbootcmd: echo a\n",
+		"#cloud-config\nfqdn: ~\npreserve_hostname: true\n",
 		"#cloud-config\nusers: {alice: {}}\n",
 		"#cloud-config\n- a\n",
 		"#!/bin/sh\n",
@@ -74,6 +78,9 @@ func FuzzUserDataMerge(f *testing.F) {
 		}
 		if kt, ok := m["ssh_genkeytypes"].([]any); !ok || len(kt) == 0 {
 			t.Fatalf("ssh_genkeytypes = %#v", m["ssh_genkeytypes"])
+		}
+		if bc, ok := m["bootcmd"].([]any); !ok || len(bc) == 0 || bc[0] != saveEtcScript {
+			t.Fatalf("bootcmd does not start with the save entry: %#v\n%s", m["bootcmd"], s.UserData)
 		}
 		if bytes.Contains(s.UserData, []byte("\n#cloud-config")) {
 			t.Fatalf("header repeated:\n%s", s.UserData)

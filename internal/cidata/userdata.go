@@ -40,6 +40,17 @@ func (c *Config) userData() ([]byte, []string, error) {
 	ssh := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
 	addPair(ssh, "emit_keys_to_console", boolNode(false))
 	addPair(root, "ssh", ssh)
+	// The hostname goes into user-data, not meta-data's local-hostname: see
+	// Build. fqdn keeps what local-hostname gave (a dotted name is split
+	// into hostname and fqdn; a plain one is both).
+	if c.Hostname != "" {
+		short, _, _ := strings.Cut(c.Hostname, ".")
+		addPair(root, "hostname", str(short))
+		addPair(root, "fqdn", str(c.Hostname))
+	}
+	save := str(saveEtcScript)
+	save.Style = yaml.LiteralStyle
+	addPair(root, "bootcmd", &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Content: []*yaml.Node{save}})
 
 	var warnings []string
 	theirs, err := parseCloudConfig(c.UserData)
@@ -311,9 +322,31 @@ var cloudInitKeyTypes = []string{"rsa", "dsa", "ecdsa", "ed25519"}
 // mergeTop merges the user's top-level mapping theirs into ours (see Build).
 func mergeTop(ours, theirs *yaml.Node, username string) ([]string, error) {
 	var warnings []string
+	userHostname := false
 	for i := 0; i < len(theirs.Content); i += 2 {
 		k, v := theirs.Content[i], theirs.Content[i+1]
 		switch topKey(k) {
+		case "hostname", "fqdn":
+			if isNull(v) {
+				continue
+			}
+			// The user's name wins; cloud-init derives the other one from
+			// it, as it would without the builder.
+			if !userHostname {
+				deleteKey(ours, "hostname")
+				deleteKey(ours, "fqdn")
+				userHostname = true
+			}
+			addPair(ours, k.Value, v)
+		case "bootcmd":
+			if isNull(v) {
+				continue
+			}
+			if v.Kind != yaml.SequenceNode {
+				return nil, fmt.Errorf("line %d: bootcmd must be a list of commands, not a %s", v.Line, kindName(v))
+			}
+			bootcmd := lookup(ours, "bootcmd")
+			bootcmd.Content = append(bootcmd.Content, v.Content...)
 		case "users":
 			if isNull(v) {
 				continue
@@ -437,6 +470,16 @@ func lookup(m *yaml.Node, name string) *yaml.Node {
 		}
 	}
 	return nil
+}
+
+// deleteKey removes the string key name and its value from mapping m.
+func deleteKey(m *yaml.Node, name string) {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if topKey(m.Content[i]) == name {
+			m.Content = append(m.Content[:i], m.Content[i+2:]...)
+			return
+		}
+	}
 }
 
 func setValue(m *yaml.Node, name string, v *yaml.Node) {
