@@ -3,10 +3,13 @@ package kvm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -59,19 +62,169 @@ func (s *stepWaitCloudInit) Run(ctx context.Context, state multistep.StateBag) m
 			ui.Say("cloud-init finished: " + lastLine(out))
 			return multistep.ActionContinue
 		case code == cloudInitDegraded:
-			msg := "cloud-init finished degraded (recoverable errors)" + diagnose(comm)
-			if cfg.CloudInitDegraded == "fail" {
-				return halt(state, fmt.Errorf("%s\n(cloud_init_degraded = \"fail\")", msg))
+			// The cause goes on the first line: it is the line Packer
+			// prints after "Build '…' errored after …:".
+			msg := "cloud-init finished degraded (recoverable errors)"
+			if cause := statusCause(parent, comm); cause != "" {
+				msg = "cloud-init finished degraded: " + cause
 			}
-			ui.Say("Warning: " + msg + "\n(continuing: cloud_init_degraded = \"warn\")")
+			if cfg.CloudInitDegraded == "fail" {
+				return halt(state, fmt.Errorf("%s\n(fatal: cloud_init_degraded = \"fail\")%s", msg, diagnose(comm)))
+			}
+			ui.Say("Warning: " + msg + "\n(continuing: cloud_init_degraded = \"warn\")" + diagnose(comm))
 			return multistep.ActionContinue
 		default:
-			return halt(state, fmt.Errorf("cloud-init failed (exit %d): %s%s", code, lastLine(out), diagnose(comm)))
+			cause := statusCause(parent, comm)
+			if cause == "" {
+				cause = lastLine(out)
+			}
+			return halt(state, fmt.Errorf("cloud-init failed (exit %d): %s%s", code, cause, diagnose(comm)))
 		}
 	}
 }
 
 func (s *stepWaitCloudInit) Cleanup(multistep.StateBag) {}
+
+// statusCause asks the guest's cloud-init why it did not finish cleanly
+// (`cloud-init status --format json`, cloud-init 22.4+) and returns its
+// answer on one line (see parseStatusCause), or "" when it has none.
+func statusCause(ctx context.Context, comm packersdk.Communicator) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	// stderr is dropped: it is not JSON (e.g. systemctl complaints). The
+	// exit code is the status's (1 or 2 here), so it is not checked.
+	_, out, err := runRemote(ctx, comm, "cloud-init status --format json 2>/dev/null")
+	if err != nil {
+		return ""
+	}
+	return parseStatusCause([]byte(out))
+}
+
+// Limits of the cause on the error's first line; the whole lists follow in
+// the `cloud-init status --long` part of the diagnostics.
+const (
+	causeMaxMessages = 3
+	causeMaxBytes    = 400 // per message
+)
+
+// parseStatusCause reads the JSON of `cloud-init status --format json` and
+// returns cloud-init's own messages on one line: the hard "errors" first,
+// then the "recoverable_errors" (cloud-init 23.4+: {LEVEL: [message…]}) as
+// "LEVEL: message", the most severe level first, at most causeMaxMessages
+// of them, separated by "; ". It returns "" for anything else (no JSON, an
+// older cloud-init, a status without messages), so that the caller keeps
+// its generic text.
+func parseStatusCause(out []byte) string {
+	// Only the JSON object: tolerate text around it.
+	i, j := bytes.IndexByte(out, '{'), bytes.LastIndexByte(out, '}')
+	if i < 0 || j < i {
+		return ""
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(out[i:j+1], &top) != nil {
+		return ""
+	}
+	var msgs []string
+	var errs []any
+	if json.Unmarshal(top["errors"], &errs) == nil {
+		for _, e := range errs {
+			if m := causeText(e); m != "" {
+				msgs = append(msgs, m)
+			}
+		}
+	}
+	var rec map[string]json.RawMessage
+	if json.Unmarshal(top["recoverable_errors"], &rec) == nil {
+		levels := make([]string, 0, len(rec))
+		for l := range rec {
+			levels = append(levels, l)
+		}
+		sort.Slice(levels, func(a, b int) bool {
+			ra, rb := logLevelRank(levels[a]), logLevelRank(levels[b])
+			if ra != rb {
+				return ra > rb
+			}
+			return levels[a] < levels[b]
+		})
+		for _, l := range levels {
+			var list []any
+			if json.Unmarshal(rec[l], &list) != nil {
+				var one any // not a list: take the value itself
+				if json.Unmarshal(rec[l], &one) != nil {
+					continue
+				}
+				list = []any{one}
+			}
+			for _, e := range list {
+				if m := causeText(e); m != "" {
+					msgs = append(msgs, oneLine(l)+": "+m)
+				}
+			}
+		}
+	}
+	if len(msgs) == 0 {
+		return ""
+	}
+	line := strings.Join(msgs[:min(len(msgs), causeMaxMessages)], "; ")
+	if n := len(msgs) - causeMaxMessages; n > 0 {
+		line += fmt.Sprintf("; and %d more", n)
+	}
+	return line
+}
+
+// causeText is one of cloud-init's messages on one line (newlines become
+// spaces, as in `cloud-init status --long`), cut at causeMaxBytes.
+func causeText(v any) string {
+	var s string
+	switch v := v.(type) {
+	case nil:
+		return ""
+	case string:
+		s = v
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		s = string(b)
+	}
+	s = oneLine(s)
+	if len(s) > causeMaxBytes {
+		cut := causeMaxBytes
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+// oneLine turns line breaks and tabs into spaces and trims s.
+func oneLine(s string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		switch r {
+		case '\n', '\r', '\t', '\v', '\f', '\u0085', '\u2028', '\u2029':
+			return ' '
+		}
+		return r
+	}, s))
+}
+
+// logLevelRank orders cloud-init's log level names by severity (Python's
+// numbers; DEPRECATED is cloud-init's own 35); unknown names rank last.
+func logLevelRank(level string) int {
+	switch strings.ToUpper(level) {
+	case "CRITICAL":
+		return 50
+	case "ERROR":
+		return 40
+	case "DEPRECATED":
+		return 35
+	case "WARNING", "WARNINGS":
+		return 30
+	}
+	return 0
+}
 
 // diagnose collects cloud-init's own account of what went wrong.
 func diagnose(comm packersdk.Communicator) string {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -213,67 +212,6 @@ func TestShutdownByQMPAndTimeout(t *testing.T) {
 	state.Put("vm", stubborn)
 	if (&stepShutdown{}).Run(context.Background(), state) != multistep.ActionContinue || !stubborn.killed {
 		t.Fatal("a guest that ignores the power-off must be stopped after shutdown_timeout")
-	}
-}
-
-// scriptedComm answers `cloud-init status --wait` from a script of results.
-type scriptedComm struct {
-	packersdk.MockCommunicator
-	mu      sync.Mutex
-	results []int // exit codes; packersdk.CmdDisconnect for a cut session
-	ran     []string
-}
-
-func (c *scriptedComm) Start(ctx context.Context, rc *packersdk.RemoteCmd) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ran = append(c.ran, rc.Command)
-	code := 0
-	if strings.HasPrefix(rc.Command, "cloud-init status --wait") && len(c.results) > 0 {
-		code, c.results = c.results[0], c.results[1:]
-	}
-	if rc.Stdout != nil {
-		rc.Stdout.Write([]byte("output of " + rc.Command + "\n"))
-	}
-	go rc.SetExited(code)
-	return nil
-}
-
-func TestWaitCloudInit(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		results  []int
-		degraded string
-		ok       bool
-		errHas   string
-	}{
-		{"done", []int{0}, "warn", true, ""},
-		{"sshd restarted, then done", []int{packersdk.CmdDisconnect, packersdk.CmdDisconnect, 0}, "warn", true, ""},
-		{"degraded warns", []int{2}, "warn", true, ""},
-		{"degraded fails", []int{2}, "fail", false, "cloud_init_degraded"},
-		{"error", []int{1}, "warn", false, "cloud-init-output.log"},
-	} {
-		cfg := &Config{CloudInitDegraded: tc.degraded, CloudInitTimeout: time.Minute}
-		comm := &scriptedComm{results: tc.results}
-		state := stepState(t, cfg, nil)
-		state.Put("communicator", comm)
-		action := (&stepWaitCloudInit{retryInterval: time.Millisecond}).Run(context.Background(), state)
-		if tc.ok != (action == multistep.ActionContinue) {
-			t.Errorf("%s: action %v, error %v", tc.name, action, state.Get("error"))
-			continue
-		}
-		if !tc.ok && !strings.Contains(state.Get("error").(error).Error(), tc.errHas) {
-			t.Errorf("%s: error lacks %q: %v", tc.name, tc.errHas, state.Get("error"))
-		}
-	}
-
-	cfg := &Config{CloudInitTimeout: time.Minute}
-	cfg.CloudInitWait = 2 // config.TriFalse
-	comm := &scriptedComm{}
-	state := stepState(t, cfg, nil)
-	state.Put("communicator", comm)
-	if (&stepWaitCloudInit{}).Run(context.Background(), state) != multistep.ActionContinue || len(comm.ran) != 0 {
-		t.Errorf("cloud_init_wait = false still ran %v", comm.ran)
 	}
 }
 
