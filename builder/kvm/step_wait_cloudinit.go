@@ -111,7 +111,8 @@ const (
 // returns cloud-init's own messages on one line: the hard "errors" first,
 // then the "recoverable_errors" (cloud-init 23.4+: {LEVEL: [message…]}) as
 // "LEVEL: message", the most severe level first, at most causeMaxMessages
-// of them, separated by "; ". It returns "" for anything else (no JSON, an
+// of them, separated by "; ", each once (cloud-init 25.1 lists a message
+// once per stage that saw it). It returns "" for anything else (no JSON, an
 // older cloud-init, a status without messages), so that the caller keeps
 // its generic text.
 func parseStatusCause(out []byte) string {
@@ -162,6 +163,7 @@ func parseStatusCause(out []byte) string {
 			}
 		}
 	}
+	msgs = dedupe(msgs)
 	if len(msgs) == 0 {
 		return ""
 	}
@@ -170,6 +172,19 @@ func parseStatusCause(out []byte) string {
 		line += fmt.Sprintf("; and %d more", n)
 	}
 	return line
+}
+
+// dedupe drops the repeats of a message, keeping the first.
+func dedupe(msgs []string) []string {
+	seen := make(map[string]bool, len(msgs))
+	out := msgs[:0]
+	for _, m := range msgs {
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // causeText is one of cloud-init's messages on one line (newlines become

@@ -221,7 +221,8 @@ const status244Degraded = `{
   "status": "done"
 }`
 
-// 25.1 (Debian 13): a deprecated key in user-data.
+// 25.1 (Debian 13): a deprecated key in user-data. As the real guest
+// showed, the message is listed twice (once per stage that exported it).
 const status251Degraded = `{
   "boot_status_code": "enabled-by-generator",
   "datasource": "nocloud",
@@ -248,7 +249,11 @@ const status251Degraded = `{
   "modules-config": {
     "errors": [],
     "finished": 31.0,
-    "recoverable_errors": {},
+    "recoverable_errors": {
+      "DEPRECATED": [
+        "Deprecated cloud-config provided: apt_update:  Deprecated in version 22.2. Use **package_update** instead."
+      ]
+    },
     "start": 29.8
   },
   "modules-final": {
@@ -259,6 +264,7 @@ const status251Degraded = `{
   },
   "recoverable_errors": {
     "DEPRECATED": [
+      "Deprecated cloud-config provided: apt_update:  Deprecated in version 22.2. Use **package_update** instead.",
       "Deprecated cloud-config provided: apt_update:  Deprecated in version 22.2. Use **package_update** instead."
     ]
   },
@@ -277,8 +283,9 @@ func TestParseStatusCause(t *testing.T) {
 				"WARNING: Failed to write boot finished file second line"},
 		{"24.4 degraded", status244Degraded,
 			"ERROR: Failed to install packages: ['nonexistent']; WARNING: Running module package_update_upgrade_install failed"},
-		{"25.1 degraded", status251Degraded,
+		{"25.1 degraded: a repeated message once", status251Degraded,
 			"DEPRECATED: Deprecated cloud-config provided: apt_update:  Deprecated in version 22.2. Use **package_update** instead."},
+		{"repeats do not count", `{"recoverable_errors": {"WARNING": ["1", "1", "2", "2", "3", "3"]}}`, "WARNING: 1; WARNING: 2; WARNING: 3"},
 		{"errors before recoverable errors", `{"errors": ["boom"], "recoverable_errors": {"WARNING": ["w"]}}`, "boom; WARNING: w"},
 		{"unknown levels last, by name", `{"recoverable_errors": {"ZZZ": ["z"], "AAA": ["a"], "CRITICAL": ["c"]}}`, "CRITICAL: c; AAA: a; ZZZ: z"},
 		{"at most three messages", `{"recoverable_errors": {"WARNING": ["1", "2", "3", "4", "5"]}}`, "WARNING: 1; WARNING: 2; WARNING: 3; and 2 more"},
