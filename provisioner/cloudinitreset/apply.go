@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 )
 
 //go:embed apply.sh.tmpl
@@ -78,6 +79,19 @@ type applyData struct {
 	VitalCase     string
 	ShutdownSecs  int
 	Inline        []inlineFile
+
+	// The hostname reset (see HostnamePlan); all empty without one.
+	Hostname        bool
+	HostNames       string       // the build's names, space-separated
+	HostNamesShown  string       // the same, comma-separated, for the report
+	HostnameSummary string       // how the files were dealt with, for the check's detail
+	EtcSavedDir     string       // cidata.SavedEtcDir
+	EtcMove         []string     // names in EtcSavedDir to move back into /etc
+	EtcRemove       []string     // /etc paths the source image did not have
+	EtcEmpty        []string     // /etc paths to truncate
+	EtcWrite        []fileChange // /etc paths to rewrite
+	EtcExpect       []fileChange // files that must still be as read (Path, OldSHA)
+	EtcVerify       []fileChange // the results (Path, NewSHA)
 }
 
 // inlineFile is a file the apply script writes into its directory.
@@ -88,10 +102,11 @@ type inlineFile struct {
 
 var nonceRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
-// BuildApply generates the apply script for plan. orig maps each guest path
-// that was read to the sha256 of the contents read (see Collected.SHA256);
-// the script refuses to change a file whose contents differ from that.
-func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) (*Bundle, error) {
+// BuildApply generates the apply script for plan and, unless host is nil,
+// for the hostname reset. orig maps each guest path that was read to the
+// sha256 of the contents read (see Collected.SHA256); the script refuses to
+// change a file whose contents differ from that.
+func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string, opts ApplyOptions) (*Bundle, error) {
 	if !nonceRE.MatchString(opts.Nonce) {
 		return nil, errors.New("apply: the nonce must be 1 to 64 letters or digits")
 	}
@@ -186,6 +201,12 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 		b.Changed = append(b.Changed, p)
 	}
 
+	if host != nil {
+		if err := d.addHostname(host, b); err != nil {
+			return nil, err
+		}
+	}
+
 	for _, name := range sortedKeys(b.Files) {
 		d.Inline = append(d.Inline, inlineFile{Name: name, Base64: base64.StdEncoding.EncodeToString(b.Files[name])})
 	}
@@ -195,6 +216,52 @@ func BuildApply(plan *accounts.Plan, orig map[string]string, opts ApplyOptions) 
 	}
 	b.Script = sb.String()
 	return b, nil
+}
+
+// addHostname fills the hostname reset's part of the script's data from
+// host, and adds the files it writes to b.
+func (d *applyData) addHostname(host *HostnamePlan, b *Bundle) error {
+	for _, n := range host.Names {
+		if !hostnameRE.MatchString(n) {
+			return fmt.Errorf("apply: %q is not a host name", n)
+		}
+	}
+	d.Hostname = true
+	d.HostNames = strings.Join(host.Names, " ")
+	d.HostNamesShown = strings.Join(host.Names, ", ")
+	d.HostnameSummary = host.Summary
+	if len(host.Skipped) > 0 {
+		d.HostnameSummary += "; not looked for: " + strings.Join(host.Skipped, "; ")
+	}
+	d.EtcSavedDir = cidata.SavedEtcDir
+	for _, f := range host.Files {
+		if f.Path != etcHostname && f.Path != etcHosts {
+			return fmt.Errorf("apply: unexpected hostname file %s", f.Path)
+		}
+		switch f.Action {
+		case etcFromSaved:
+			if path.Dir(f.Saved) != cidata.SavedEtcDir || path.Base(f.Saved) != path.Base(f.Path) {
+				return fmt.Errorf("apply: unexpected saved copy %s of %s", f.Saved, f.Path)
+			}
+			d.EtcMove = append(d.EtcMove, path.Base(f.Path))
+			d.EtcExpect = append(d.EtcExpect, fileChange{Path: f.Saved, OldSHA: f.OldSHA})
+			d.EtcVerify = append(d.EtcVerify, fileChange{Path: f.Path, NewSHA: f.NewSHA})
+		case etcAbsent:
+			d.EtcRemove = append(d.EtcRemove, f.Path)
+		case etcEmpty:
+			d.EtcEmpty = append(d.EtcEmpty, f.Path)
+			d.EtcExpect = append(d.EtcExpect, fileChange{Path: f.Path, OldSHA: f.OldSHA})
+			d.EtcVerify = append(d.EtcVerify, fileChange{Path: f.Path, NewSHA: f.NewSHA})
+		case etcRewrite:
+			d.EtcWrite = append(d.EtcWrite, fileChange{Path: f.Path, Upload: f.Upload, OldSHA: f.OldSHA, NewSHA: f.NewSHA})
+			d.EtcVerify = append(d.EtcVerify, fileChange{Path: f.Path, NewSHA: f.NewSHA})
+			b.Files[f.Upload] = f.Content
+		default:
+			return fmt.Errorf("apply: unknown action %q for %s", f.Action, f.Path)
+		}
+		b.Changed = append(b.Changed, f.Path)
+	}
+	return nil
 }
 
 // removableHome returns the home directory the script may remove (it also

@@ -2,6 +2,7 @@ package cloudinitreset
 
 import (
 	"flag"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,27 @@ func fixtureFiles(t *testing.T) (accounts.Files, map[string]string) {
 	return f, sums
 }
 
+// fixtureHostname plans the hostname reset for a guest built as
+// packer-web, with the seed's copy of the source image's files (saved) or
+// without.
+func fixtureHostname(t *testing.T, saved bool) *HostnamePlan {
+	t.Helper()
+	c := &Collected{SHA256: map[string]string{}, contents: map[string][]byte{}, KernelHostname: "packer-web"}
+	c.Facts.OSRelease = map[string]string{"ID": "debian"}
+	put := func(p, content string) {
+		c.contents[p] = []byte(content)
+		c.SHA256[p] = sha256Hex([]byte(content))
+	}
+	put("/etc/hostname", "packer-web\n")
+	put("/etc/hosts", buildHosts)
+	put("/var/lib/cloud/data/set-hostname", `{"fqdn": "packer-web.example.org", "hostname": "packer-web"}`)
+	if saved {
+		put(savedDir+"/hostname", "localhost\n")
+		put(savedDir+"/hosts", sourceHosts)
+	}
+	return PlanHostname(c)
+}
+
 func golden(t *testing.T, name, got string) {
 	t.Helper()
 	p := filepath.Join("testdata", "golden", name)
@@ -80,15 +102,19 @@ func TestApplyGolden(t *testing.T) {
 		ShutdownAfter: true, ShutdownDelay: 7 * time.Second,
 	}
 	for _, tc := range []struct {
-		name string
-		opts ApplyOptions
+		name  string
+		opts  ApplyOptions
+		saved bool // the seed's copy of /etc/hostname and /etc/hosts is there
 	}{
-		{"apply-default.sh", defaultOptions()},
-		{"apply-dry-run.sh", dry},
-		{"apply-options.sh", all},
+		{"apply-default.sh", defaultOptions(), true},
+		{"apply-dry-run.sh", dry, true},
+		{"apply-options.sh", all, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b, err := BuildApply(plan, sums, tc.opts)
+			host := fixtureHostname(t, tc.saved)
+			s := maps.Clone(sums)
+			maps.Copy(s, hostSums(host))
+			b, err := BuildApply(plan, host, s, tc.opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +126,11 @@ func TestApplyGolden(t *testing.T) {
 					}
 				}
 			}
-			if len(b.Files) != 6 {
+			wantFiles := 6
+			if !tc.saved {
+				wantFiles++ // etc.hosts
+			}
+			if len(b.Files) != wantFiles {
 				t.Errorf("files %v", b.Files)
 			}
 			for _, name := range accountFiles {
@@ -122,7 +152,7 @@ func TestApplySudoersRewrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := BuildApply(plan, sums, defaultOptions())
+	b, err := BuildApply(plan, nil, sums, defaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +183,7 @@ func TestBuildApplyErrors(t *testing.T) {
 			s[k] = v
 		}
 		mod(&o, s)
-		_, err := BuildApply(plan, s, o)
+		_, err := BuildApply(plan, nil, s, o)
 		return err
 	}
 	for name, mod := range map[string]func(*ApplyOptions, map[string]string){
@@ -164,6 +194,39 @@ func TestBuildApplyErrors(t *testing.T) {
 		"shutdown delay": func(o *ApplyOptions, _ map[string]string) { o.ShutdownAfter, o.ShutdownDelay = true, 0 },
 	} {
 		if err := bad(mod); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// hostSums are the sha256 sums a hostname plan expects.
+func hostSums(h *HostnamePlan) map[string]string {
+	m := map[string]string{}
+	for _, f := range h.Files {
+		if f.Saved != "" {
+			m[f.Saved] = f.OldSHA
+		}
+	}
+	return m
+}
+
+func TestBuildApplyHostnameErrors(t *testing.T) {
+	files, sums := fixtureFiles(t)
+	plan, err := accounts.RemoveUser(files, "packer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*HostnamePlan){
+		"bad name":    func(h *HostnamePlan) { h.Names = []string{"a b"} },
+		"quote":       func(h *HostnamePlan) { h.Names = []string{"a'b"} },
+		"other file":  func(h *HostnamePlan) { h.Files[0].Path = "/etc/passwd" },
+		"other saved": func(h *HostnamePlan) { h.Files[0].Saved = "/tmp/hostname" },
+		"wrong saved": func(h *HostnamePlan) { h.Files[0].Saved = savedDir + "/hosts" },
+		"bad action":  func(h *HostnamePlan) { h.Files[0].Action = "nuke" },
+	} {
+		h := fixtureHostname(t, true)
+		mod(h)
+		if _, err := BuildApply(plan, h, sums, defaultOptions()); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

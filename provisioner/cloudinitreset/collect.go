@@ -8,21 +8,27 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 )
 
 // The collect script runs as root before anything changes. It only reads:
-// the account files, /etc/login.defs, /etc/sudoers.d/*, os-release, and the
-// facts (kernel, cloud-init version, installed packages). It prints them in
-// a line protocol that parseCollect reads:
+// the account files, /etc/login.defs, /etc/sudoers.d/*, os-release, what the
+// hostname reset needs (cloud-init's set-hostname record, the kernel's
+// hostname, and the seed's copy of the source image's /etc/hostname and
+// /etc/hosts, or else those two files themselves), and the facts (kernel,
+// cloud-init version, installed packages). It prints them in a line
+// protocol that parseCollect reads:
 //
 //	BEGIN <nonce>
 //	FILE <sha256> <path>     then the contents in base64, then END
 //	NOFILE <path>
 //	FACT kernel <release>
+//	FACT hostname <the kernel's hostname>
 //	FACT cloud-init <version output>
 //	PKG<TAB><status><TAB><name><TAB><version>
 //	NOTE <text>
@@ -47,7 +53,14 @@ say() { printf '%s\n' "$*"; }
 
 say "BEGIN $NONCE"
 # The files to read (guest paths; their names need no quoting).
-set -- /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/subuid /etc/subgid /etc/login.defs
+set -- /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/subuid /etc/subgid /etc/login.defs @SET_HOSTNAME@
+# The hostname reset needs the seed's copy of the source image's files, or
+# without one the files themselves (each file read costs a process).
+if [ -d "$ROOT@SAVED_DIR@" ]; then
+	set -- "$@" @SAVED_FILES@
+else
+	set -- "$@" /etc/hostname /etc/hosts
+fi
 if [ -f "$ROOT/etc/os-release" ]; then set -- "$@" /etc/os-release; else set -- "$@" /usr/lib/os-release; fi
 if [ -d "$ROOT/etc/sudoers.d" ]; then
 	for f in "$ROOT"/etc/sudoers.d/* "$ROOT"/etc/sudoers.d/.[!.]*; do
@@ -84,6 +97,10 @@ CLOUDIMG_SUMS
 	fi
 done
 say "FACT kernel $(uname -r 2>/dev/null || true)"
+# The build's hostname, without a process (read is built in).
+if [ -r "$ROOT/proc/sys/kernel/hostname" ] && read -r h <"$ROOT/proc/sys/kernel/hostname"; then
+	say "FACT hostname $h"
+fi
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
@@ -99,29 +116,51 @@ say "DONE $NONCE"
 
 // CollectScript returns the collect script for nonce (letters and digits).
 func CollectScript(nonce string) string {
-	return strings.Replace(collectScriptTemplate, "@NONCE@", nonce, 1)
+	var saved []string
+	for _, f := range cidata.SavedEtcFiles {
+		saved = append(saved, path.Join(cidata.SavedEtcDir, f), path.Join(cidata.SavedEtcDir, f+".absent"))
+	}
+	return strings.NewReplacer(
+		"@NONCE@", nonce,
+		"@SET_HOSTNAME@", setHostnamePath,
+		"@SAVED_DIR@", cidata.SavedEtcDir,
+		"@SAVED_FILES@", strings.Join(saved, " "),
+	).Replace(collectScriptTemplate)
 }
 
 // Collected is what the collect script read from the guest.
 type Collected struct {
-	Files   accounts.Files    // account files, login.defs and sudoers drop-ins
-	SHA256  map[string]string // guest path -> sha256 of the contents read
-	Facts   Facts             // without Reset
-	Notes   []string
-	present map[string]bool
+	Files  accounts.Files    // account files, login.defs and sudoers drop-ins
+	SHA256 map[string]string // guest path -> sha256 of the contents read
+	Facts  Facts             // without Reset
+	Notes  []string
+	// KernelHostname is the guest's hostname when the collect script ran
+	// ("" when unknown).
+	KernelHostname string
+	contents       map[string][]byte
 }
 
 // Exists reports whether the collect script found the guest file path.
-func (c *Collected) Exists(path string) bool { return c.present[path] }
+func (c *Collected) Exists(path string) bool {
+	_, ok := c.contents[path]
+	return ok
+}
+
+// File returns the contents of the guest file path as read, and whether
+// the collect script found it.
+func (c *Collected) File(path string) ([]byte, bool) {
+	b, ok := c.contents[path]
+	return b, ok
+}
 
 // ParseCollect parses the collect script's output.
 func ParseCollect(out []byte, nonce string) (*Collected, error) {
-	c := &Collected{
-		SHA256:  map[string]string{},
-		present: map[string]bool{},
-		Facts:   Facts{OSRelease: map[string]string{}, Packages: []Package{}},
-	}
 	contents := map[string][]byte{}
+	c := &Collected{
+		SHA256:   map[string]string{},
+		contents: contents,
+		Facts:    Facts{OSRelease: map[string]string{}, Packages: []Package{}},
+	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 	begun, done := false, false
@@ -149,7 +188,10 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 			if hex.EncodeToString(sum[:]) != curSHA {
 				return nil, fmt.Errorf("reading %s from the guest: the contents do not match their sha256 (corrupted transfer?)", cur)
 			}
-			contents[cur], c.SHA256[cur], c.present[cur] = data, curSHA, true
+			if data == nil {
+				data = []byte{}
+			}
+			contents[cur], c.SHA256[cur] = data, curSHA
 			cur = ""
 			b64.Reset()
 			continue
@@ -168,6 +210,8 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 			switch k {
 			case "kernel":
 				c.Facts.Kernel = strings.TrimSpace(v)
+			case "hostname":
+				c.KernelHostname = strings.TrimSpace(v)
 			case "cloud-init":
 				c.Facts.CloudInitVersion = cloudInitVersion(v)
 			}
@@ -194,7 +238,7 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 	case !done:
 		return nil, errors.New("the collect script's output is incomplete (no DONE marker)")
 	}
-	if !c.present["/etc/passwd"] {
+	if !c.Exists("/etc/passwd") {
 		return nil, fmt.Errorf("the guest has no readable /etc/passwd")
 	}
 	f := &c.Files

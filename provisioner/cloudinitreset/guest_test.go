@@ -16,8 +16,8 @@ import (
 )
 
 // A throwaway guest root: realistic files of a Debian 12 cloud image after
-// a build with the user packer (UID 1000), for running the generated
-// scripts with ROOT=<dir>.
+// a build with the user packer (UID 1000) and the hostname packer-web, for
+// running the generated scripts with ROOT=<dir>.
 type guest struct {
 	t    *testing.T
 	root string
@@ -50,7 +50,19 @@ func newGuest(t *testing.T) *guest {
 	g.write("/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\nHOME_URL=\"https://www.debian.org/\"\n", 0o644, 0, 0)
 	g.write("/etc/machine-id", "0123456789abcdef0123456789abcdef\n", 0o444, 0, 0)
 	g.write("/var/lib/dbus/machine-id", "0123456789abcdef0123456789abcdef\n", 0o444, 0, 0)
-	g.write("/etc/hostname", "build-host\n", 0o644, 0, 0)
+
+	// The build's hostname, packer-web, set by cloud-init from the seed's
+	// user-data (manage_etc_hosts: true), and the copy of the source
+	// image's /etc/hostname and /etc/hosts the seed's bootcmd made before.
+	g.write("/proc/sys/kernel/hostname", "packer-web\n", 0o644, 0, 0)
+	g.write("/etc/hostname", "packer-web\n", 0o644, 0, 0)
+	g.write("/etc/hosts", buildHosts, 0o644, 0, 0)
+	g.write("/var/lib/cloud/data/set-hostname", "{\n \"fqdn\": \"packer-web\",\n \"hostname\": \"packer-web\"\n}", 0o644, 0, 0)
+	g.write(savedDir+"/hostname", "localhost\n", 0o644, 0, 0)
+	g.write(savedDir+"/hosts", sourceHosts, 0o644, 0, 0)
+	if err := os.Chmod(g.path(savedDir), 0o700); err != nil {
+		t.Fatal(err)
+	}
 
 	// The build user's files, and another user's.
 	g.write("/home/packer/.bashrc", "# bashrc\n", 0o644, 1000, 1000)
@@ -84,7 +96,7 @@ func newGuest(t *testing.T) *guest {
 	g.write("/etc/ssh/sshd_config.d/50-cloud-init.conf", "PasswordAuthentication no\n", 0o600, 0, 0)
 	g.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n", 0o644, 0, 0)
 	g.write("/etc/ssh/ssh_host_ed25519_key", "KEY\n", 0o600, 0, 0)
-	g.write("/etc/ssh/ssh_host_ed25519_key.pub", "PUB\n", 0o644, 0, 0)
+	g.write("/etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIqI4910CfGV root@packer-web\n", 0o644, 0, 0)
 
 	// Hygiene.
 	g.write("/var/lib/systemd/random-seed", "seed", 0o600, 0, 0)
@@ -105,6 +117,30 @@ func newGuest(t *testing.T) *guest {
 	g.write("/var/lib/dpkg/statoverride", "root _chrony 750 /var/log/chrony\n", 0o644, 0, 0)
 	return g
 }
+
+// The seed's copy of the source image's files (cidata.SavedEtcDir).
+const savedDir = "/var/lib/cloud/cloudimg-source-etc"
+
+// sourceHosts is the source image's /etc/hosts (Debian's).
+const sourceHosts = "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\nff02::1\t\tip6-allnodes\nff02::2\t\tip6-allrouters\n"
+
+// buildHosts is /etc/hosts as cloud-init's hosts.debian.tmpl renders it for
+// the build (manage_etc_hosts: true).
+const buildHosts = `# Your system has configured 'manage_etc_hosts' as True.
+# As a result, if you wish for changes to this file to persist
+# then you will need to either
+# a.) make changes to the master file in /etc/cloud/templates/hosts.debian.tmpl
+# b.) change or remove the value of 'manage_etc_hosts' in
+#     /etc/cloud/cloud.cfg or cloud-config from user-data
+#
+127.0.1.1 packer-web packer-web
+127.0.0.1 localhost
+
+# The following lines are desirable for IPv6 capable hosts
+::1 localhost ip6-localhost ip6-loopback
+ff02::1 ip6-allnodes
+ff02::2 ip6-allrouters
+`
 
 func (g *guest) path(p string) string { return filepath.Join(g.root, filepath.FromSlash(p)) }
 

@@ -219,7 +219,7 @@ func TestProvision(t *testing.T) {
 	if r == nil || r.User != "packer" || r.RemovedGroup != "packer" || r.DryRun {
 		t.Fatalf("reset %+v", r)
 	}
-	if !slices.Equal(r.ChangedFiles, []string{"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid", "/etc/sudoers.d/90-cloud-init-users"}) {
+	if !slices.Equal(r.ChangedFiles, []string{"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid", "/etc/sudoers.d/90-cloud-init-users", "/etc/hostname", "/etc/hosts"}) {
 		t.Errorf("changed_files %v", r.ChangedFiles)
 	}
 	if !slices.Contains(r.ChangedFiles, "/etc/shadow") || !slices.Contains(r.RemovedPaths, "/home/packer") || len(r.Messages) == 0 {
@@ -233,8 +233,19 @@ func TestProvision(t *testing.T) {
 	if len(r.Checks) < 10 {
 		t.Errorf("only %d checks", len(r.Checks))
 	}
+	if !slices.ContainsFunc(r.Checks, func(c Check) bool {
+		return c.Name == "build-hostname" && c.OK && strings.Contains(c.Detail, "no file under /etc names packer-web")
+	}) {
+		t.Errorf("no passing build-hostname check: %+v", r.Checks)
+	}
+	if r.Hostname == nil || r.Hostname.Restore != RestoreSavedCopy || !slices.Equal(r.Hostname.BuildNames, []string{"packer-web"}) {
+		t.Errorf("reset.hostname %+v", r.Hostname)
+	}
+	if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
+		t.Errorf("/etc/hostname %q, /etc/hosts %q: not the source image's", g.read("/etc/hostname"), g.read("/etc/hosts"))
+	}
 	reset := raw["reset"].(map[string]interface{})
-	for _, k := range []string{"user", "removed_group", "changed_files", "removed_paths", "messages", "checks", "dry_run"} {
+	for _, k := range []string{"user", "removed_group", "changed_files", "removed_paths", "messages", "checks", "dry_run", "hostname"} {
 		if _, ok := reset[k]; !ok {
 			t.Errorf("reset lacks %q", k)
 		}
@@ -261,6 +272,9 @@ func TestProvisionDryRun(t *testing.T) {
 		" ops:<hash>:20783:0:99999:7:::", // context lines too: never a hash in the log
 		"--- /etc/sudoers.d/90-cloud-init-users",
 		"WOULD-REMOVE /home/packer",
+		"WOULD-CHANGE /etc/hostname\n",
+		"WOULD-CHANGE /etc/hosts\n",
+		"hostname: putting back the source image's /etc/hostname and /etc/hosts",
 		"Dry run: nothing was changed",
 	} {
 		if !strings.Contains(out, want) {
@@ -293,6 +307,41 @@ func TestProvisionAbsentUser(t *testing.T) {
 	}
 	if g.read("/etc/passwd") != passwd || g.exists("/var/lib/cloud/instance") {
 		t.Error("accounts changed, or the cloud-init reset did not run")
+	}
+}
+
+// TestProvisionHostnameFallback: without the seed's copy, the log shows
+// what the fallback changes in /etc/hostname and /etc/hosts, and the
+// report says which way was taken.
+func TestProvisionHostnameFallback(t *testing.T) {
+	g := newGuest(t)
+	if err := os.RemoveAll(g.path(savedDir)); err != nil {
+		t.Fatal(err)
+	}
+	facts := filepath.Join(t.TempDir(), "facts.json")
+	ui, err := provision(t, g, newLocalComm(t, g.root), nil, map[string]interface{}{"User": "packer", "FactsFile": facts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := ui.buf.String()
+	for _, want := range []string{
+		"--- /etc/hostname\n", "-packer-web\n",
+		"--- /etc/hosts\n", "-127.0.1.1 packer-web packer-web\n",
+		"hostname: no copy of the source image's /etc/hostname and /etc/hosts",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("UI lacks %q", want)
+		}
+	}
+	_, f := readFacts(t, facts)
+	if h := f.Reset.Hostname; h == nil || h.Restore != RestoreFallback || !slices.Equal(h.BuildNames, []string{"packer-web"}) {
+		t.Errorf("reset.hostname %+v", h)
+	}
+	if !slices.ContainsFunc(f.Reset.Messages, func(m string) bool { return strings.HasPrefix(m, "hostname: no copy") }) {
+		t.Errorf("messages %q", f.Reset.Messages)
+	}
+	if g.read("/etc/hostname") != "" {
+		t.Errorf("/etc/hostname %q", g.read("/etc/hostname"))
 	}
 }
 

@@ -35,6 +35,9 @@ type Report struct {
 	Messages     []string `json:"messages"`
 	Checks       []Check  `json:"checks"`
 	DryRun       bool     `json:"dry_run"`
+	// Hostname says how /etc/hostname and /etc/hosts were put back and
+	// which build host names were looked for under /etc.
+	Hostname *HostnameReport `json:"hostname,omitempty"`
 }
 
 // Check is one verification made inside the apply script.

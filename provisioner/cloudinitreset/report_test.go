@@ -99,6 +99,7 @@ func TestFactsJSON(t *testing.T) {
 			RemovedPaths: []string{"/home/packer"},
 			Messages:     []string{"removing packer (UID 1000, GID 1000, home /home/packer)"},
 			Checks:       []Check{{"passwd", true, "no entry for packer"}},
+			Hostname:     &HostnameReport{BuildNames: []string{"packer-web"}, Restore: RestoreSavedCopy},
 		},
 	}
 	p := filepath.Join(t.TempDir(), "new", "dir", "facts.json")

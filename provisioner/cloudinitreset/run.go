@@ -82,16 +82,17 @@ func (r *run) provision(ctx context.Context) error {
 	if plan.Present && plan.Home != "" && (dir == plan.Home || strings.HasPrefix(dir, strings.TrimSuffix(plan.Home, "/")+"/")) {
 		return fmt.Errorf("cloudimg-cloudinit-reset: remote_folder %s is inside the home %s of %s, which the reset removes; choose another remote_folder", cfg.RemoteFolder, plan.Home, user)
 	}
+	host := PlanHostname(got)
 	opts := cfg.applyOptions(nonce)
-	bundle, err := BuildApply(plan, got.SHA256, opts)
+	bundle, err := BuildApply(plan, host, got.SHA256, opts)
 	if err != nil {
 		return fmt.Errorf("cloudimg-cloudinit-reset: %v", err)
 	}
-	messages := append(append([]string{}, plan.Messages...), bundle.Messages...)
+	messages := append(append(append([]string{}, plan.Messages...), bundle.Messages...), host.Messages...)
 	for _, m := range messages {
 		r.ui.Say(m)
 	}
-	r.showDiffs(got, plan)
+	r.showDiffs(got, plan, host)
 
 	// 3. Apply, in one upload and one privileged command.
 	script := path.Join(dir, "apply.sh")
@@ -120,6 +121,7 @@ func (r *run) provision(ctx context.Context) error {
 		Messages:     emptyIfNil(append(messages, res.Notes...)),
 		Checks:       res.Checks,
 		DryRun:       cfg.DryRun,
+		Hostname:     host.Report(),
 	}
 	if report.Checks == nil {
 		report.Checks = []Check{}
@@ -239,7 +241,7 @@ func (r *run) runPlain(ctx context.Context, command string) {
 // showDiffs prints the diff of every file the plan changes, with password
 // hashes masked. In a dry run that is the point; otherwise it documents
 // the change in the build log.
-func (r *run) showDiffs(got *Collected, plan *accounts.Plan) {
+func (r *run) showDiffs(got *Collected, plan *accounts.Plan, host *HostnamePlan) {
 	var sb strings.Builder
 	olds := map[string][]byte{
 		"passwd": got.Files.Passwd, "shadow": got.Files.Shadow, "group": got.Files.Group,
@@ -254,6 +256,16 @@ func (r *run) showDiffs(got *Collected, plan *accounts.Plan) {
 	}
 	for _, name := range plan.SudoersRemove {
 		sb.WriteString(accounts.Diff("/etc/sudoers.d/"+name, got.Files.Sudoers[name], nil))
+	}
+	for _, f := range host.Files {
+		// The fallback's changes; the copy's contents replace the files
+		// whole (the collect script does not read what they replace).
+		switch f.Action {
+		case etcEmpty:
+			sb.WriteString(accounts.Diff(f.Path, f.Old, []byte{}))
+		case etcRewrite:
+			sb.WriteString(accounts.Diff(f.Path, f.Old, f.Content))
+		}
 	}
 	if sb.Len() == 0 {
 		return

@@ -35,7 +35,7 @@ func planFor(t *testing.T, g *guest, shell, user string, opts ApplyOptions) (*Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := BuildApply(plan, got.SHA256, opts)
+	b, err := BuildApply(plan, PlanHostname(got), got.SHA256, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +114,10 @@ func TestApplyScript(t *testing.T) {
 			if got := g.read("/etc/machine-id"); got != "" {
 				t.Errorf("/etc/machine-id = %q, want empty", got)
 			}
+			if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
+				t.Errorf("/etc/hostname %q or /etc/hosts %q is not the source image's", g.read("/etc/hostname"), g.read("/etc/hosts"))
+			}
+			assertMode(t, g, "/etc/hosts", 0o644, 0, 0)
 			assertMode(t, g, "/etc/machine-id", 0o444, 0, 0)
 
 			// The report.
@@ -131,7 +135,7 @@ func TestApplyScript(t *testing.T) {
 			for _, c := range res.Checks {
 				names = append(names, c.Name)
 			}
-			for _, n := range []string{"unchanged-since-read", "passwd", "shadow", "group", "gshadow", "subuid", "subgid", "sudoers", "home", "machine-id", "var-lib-cloud", "dpkg-statoverride", "dpkg-audit"} {
+			for _, n := range []string{"unchanged-since-read", "passwd", "shadow", "group", "gshadow", "subuid", "subgid", "sudoers", "home", "machine-id", "build-hostname", "var-lib-cloud", "dpkg-statoverride", "dpkg-audit"} {
 				if !slices.Contains(names, n) {
 					t.Errorf("check %s missing; got %v", n, names)
 				}
@@ -209,6 +213,17 @@ func TestApplyScriptOptions(t *testing.T) {
 	}
 	if !g.exists("/var/log/journal") || !g.exists("/var/lib/cloud") {
 		t.Error("/var/log/journal or /var/lib/cloud itself was removed")
+	}
+	// The kept host key's public half ends in root@packer-web: with
+	// remove_ssh_host_keys off it is not searched.
+	if !g.exists("/etc/ssh/ssh_host_ed25519_key.pub") {
+		t.Error("the host key was removed")
+	}
+	if c := checkNamed(t, res, "build-hostname"); !c.OK {
+		t.Errorf("check %+v", c)
+	}
+	if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
+		t.Error("/etc/hostname or /etc/hosts was not restored")
 	}
 }
 
@@ -352,7 +367,7 @@ func TestApplyScriptAbsentUser(t *testing.T) {
 	sh := shells(t)[0]
 	g := newGuest(t)
 	_, plan, b := planFor(t, g, sh, "nosuchuser", defaultOptions())
-	if plan.Present || len(b.Changed) != 0 {
+	if plan.Present || !slices.Equal(b.Changed, []string{"/etc/hostname", "/etc/hosts"}) {
 		t.Fatalf("plan %+v changes %v", plan, b.Changed)
 	}
 	passwd := g.read("/etc/passwd")
@@ -433,5 +448,188 @@ func TestApplyScriptKeptGroup(t *testing.T) {
 	}
 	if !strings.Contains(out, "CHECK group ok packer is in no member list (the group packer was kept)") {
 		t.Errorf("output:\n%s", out)
+	}
+}
+
+// checkNamed returns the check called name in res, or fails the test.
+func checkNamed(t *testing.T, res *ApplyResult, name string) Check {
+	t.Helper()
+	for _, c := range res.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no check %s in %+v", name, res.Checks)
+	return Check{}
+}
+
+// TestApplyScriptHostnameRestored: /etc/hostname and /etc/hosts come back
+// from the seed's copy with its contents, mode and owner, and the copy goes
+// with the rest of /var/lib/cloud.
+func TestApplyScriptHostnameRestored(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(filepath.Base(sh), func(t *testing.T) {
+			g := newGuest(t)
+			g.write(savedDir+"/hosts", sourceHosts, 0o604, 0, 4)
+			g.write(savedDir+"/hostname", "localhost\n", 0o640, 0, 4)
+			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+			out, code := g.runScript(sh, g.stage(b))
+			t.Logf("output:\n%s", out)
+			res := ParseApply([]byte(out), "n0nce")
+			if code != 0 || !res.OK {
+				t.Fatalf("exit %d, failed %v", code, res.Failed())
+			}
+			if got := g.read("/etc/hosts"); got != sourceHosts {
+				t.Errorf("/etc/hosts:\n%s\nwant the source image's:\n%s", got, sourceHosts)
+			}
+			if got := g.read("/etc/hostname"); got != "localhost\n" {
+				t.Errorf("/etc/hostname %q", got)
+			}
+			assertMode(t, g, "/etc/hosts", 0o604, 0, 4)
+			assertMode(t, g, "/etc/hostname", 0o640, 0, 4)
+			if g.exists(savedDir) {
+				t.Errorf("%s is still there", savedDir)
+			}
+			for _, p := range []string{"/etc/hostname", "/etc/hosts"} {
+				if !slices.Contains(res.Changed, p) {
+					t.Errorf("CHANGED %s missing: %v", p, res.Changed)
+				}
+			}
+			c := checkNamed(t, res, "build-hostname")
+			if !c.OK || c.Detail != "no file under /etc names packer-web (restored from the source image's copy: /etc/hostname, /etc/hosts)" {
+				t.Errorf("check %+v", c)
+			}
+		})
+	}
+}
+
+// TestApplyScriptHostnameAbsent: a file the source image did not have
+// (recorded as <name>.absent) is removed.
+func TestApplyScriptHostnameAbsent(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	if err := os.Remove(g.path(savedDir + "/hostname")); err != nil {
+		t.Fatal(err)
+	}
+	g.write(savedDir+"/hostname.absent", "", 0o644, 0, 0)
+	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+	out, code := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
+	}
+	if g.exists("/etc/hostname") || !slices.Contains(res.Removed, "/etc/hostname") {
+		t.Errorf("/etc/hostname was not removed; removed %v", res.Removed)
+	}
+	if g.read("/etc/hosts") != sourceHosts {
+		t.Error("/etc/hosts was not restored")
+	}
+}
+
+// TestApplyScriptHostnameFallback: without the seed's copy (another
+// builder, the user's own seed) /etc/hostname is emptied, as Debian ships
+// it, and the build's names are taken out of /etc/hosts; the other lines
+// stay.
+func TestApplyScriptHostnameFallback(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(filepath.Base(sh), func(t *testing.T) {
+			g := newGuest(t)
+			if err := os.RemoveAll(g.path(savedDir)); err != nil {
+				t.Fatal(err)
+			}
+			g.write("/etc/hosts", buildHosts+"10.0.0.1 db Packer-Web # the build's alias\n", 0o644, 0, 0)
+			g.write("/etc/hostname", "packer-web\n", 0o604, 0, 4)
+			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+			out, code := g.runScript(sh, g.stage(b))
+			t.Logf("output:\n%s", out)
+			res := ParseApply([]byte(out), "n0nce")
+			if code != 0 || !res.OK {
+				t.Fatalf("exit %d, failed %v", code, res.Failed())
+			}
+			if got := g.read("/etc/hostname"); got != "" {
+				t.Errorf("/etc/hostname %q, want empty", got)
+			}
+			assertMode(t, g, "/etc/hostname", 0o604, 0, 4)
+			want := strings.Replace(buildHosts, "127.0.1.1 packer-web packer-web\n", "", 1) + "10.0.0.1\tdb # the build's alias\n"
+			if got := g.read("/etc/hosts"); got != want {
+				t.Errorf("/etc/hosts:\n%s\nwant:\n%s", got, want)
+			}
+			c := checkNamed(t, res, "build-hostname")
+			if !c.OK || !strings.Contains(c.Detail, "no saved copy of the source's files: /etc/hostname emptied, the build's names taken out of /etc/hosts") {
+				t.Errorf("check %+v", c)
+			}
+		})
+	}
+}
+
+// TestApplyScriptHostnameLeft: a file under /etc that still names the
+// build host (in any case, as a word) fails the check, and the build.
+func TestApplyScriptHostnameLeft(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(filepath.Base(sh), func(t *testing.T) {
+			g := newGuest(t)
+			g.write("/etc/mailname", "packer-web\n", 0o644, 0, 0)
+			g.write("/etc/motd", "Welcome to PACKER-WEB.\n", 0o644, 0, 0)
+			g.write("/etc/app/deep/conf", "peer=packer-web:8080\n", 0o600, 0, 0)
+			g.write("/etc/not-a-word", "packer-webserver xpacker-web packer_web\n", 0o644, 0, 0)
+			g.symlink("/opt/app/data", "/etc/link-to-outside") // not followed
+			g.write("/opt/app/data", "packer-web\n", 0o644, 1000, 1000)
+			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+			out, code := g.runScript(sh, g.stage(b))
+			t.Logf("output:\n%s", out)
+			res := ParseApply([]byte(out), "n0nce")
+			if code != 1 || !res.Done || res.OK {
+				t.Fatalf("exit %d done %v ok %v", code, res.Done, res.OK)
+			}
+			f := res.Failed()
+			if len(f) != 1 || f[0].Name != "build-hostname" {
+				t.Fatalf("failed checks %+v", f)
+			}
+			for _, p := range []string{"/etc/mailname", "/etc/motd", "/etc/app/deep/conf"} {
+				if !strings.Contains(f[0].Detail, " "+p) {
+					t.Errorf("the detail does not name %s: %s", p, f[0].Detail)
+				}
+			}
+			for _, p := range []string{"/etc/not-a-word", "/etc/link-to-outside", "/etc/hosts", "/etc/hostname"} {
+				if strings.Contains(f[0].Detail, p+" ") || strings.HasSuffix(f[0].Detail, p) {
+					t.Errorf("the detail names %s: %s", p, f[0].Detail)
+				}
+			}
+			if !strings.HasPrefix(f[0].Detail, "the build host name packer-web is still in: ") {
+				t.Errorf("detail %q", f[0].Detail)
+			}
+		})
+	}
+}
+
+// TestApplyScriptHostnameNothingToLookFor: a guest whose hostname was never
+// set by cloud-init (localhost) has no build name to look for.
+func TestApplyScriptHostnameNothingToLookFor(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	g.write("/proc/sys/kernel/hostname", "localhost\n", 0o644, 0, 0)
+	if err := os.Remove(g.path("/var/lib/cloud/data/set-hostname")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(g.path(savedDir)); err != nil {
+		t.Fatal(err)
+	}
+	g.write("/etc/hostname", "localhost\n", 0o644, 0, 0)
+	g.write("/etc/hosts", sourceHosts, 0o644, 0, 0)
+	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+	if strings.Contains(b.Script, "find_hostname_files &") {
+		t.Error("the script searches for nothing")
+	}
+	out, code := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
+	}
+	if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
+		t.Error("the files changed")
+	}
+	c := checkNamed(t, res, "build-hostname")
+	if !c.OK || !strings.HasPrefix(c.Detail, "no build host name to look for (") || !strings.Contains(c.Detail, "localhost (a loopback name)") {
+		t.Errorf("check %+v", c)
 	}
 }

@@ -64,6 +64,7 @@ USER_NAME='packer'
 USER_UID=1000
 USER_GID=1000
 USER_HOME='/home/packer'
+BUILD_HOSTNAMES='packer-web packer-web.example.org'
 DRY=1
 STEP=start
 FAILED=0
@@ -71,6 +72,7 @@ LOCKED=
 STAGED=
 OWNED_PID=
 SEED_PID=
+HOSTNAME_PID=
 PIDFILES=
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -93,6 +95,8 @@ ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subuid
 d16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab  $ROOT/etc/subgid
 ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subgid
 fafe72182d26743f01f0d889c04c00461fdc987b6e955b827039ad79febd9af4  $ROOT/etc/sudoers.d/90-cloud-init-users
+d906aecb61d076a967d9ffe8821c7b04b063f72df9d9e35b33ef36b1c0d98f16  $ROOT/var/lib/cloud/cloudimg-source-etc/hostname
+87b03058b27d7c4739c55317ec63e2c1f0c9a762f32c5f303faa96d6803f1219  $ROOT/var/lib/cloud/cloudimg-source-etc/hosts
 CLOUDIMG_SUMS
 check unchanged-since-read ok "the files to change still have the contents that were read"
 
@@ -131,6 +135,15 @@ set_machine_id 'empty'
 if [ -f "$ROOT/var/lib/dbus/machine-id" ] && [ ! -L "$ROOT/var/lib/dbus/machine-id" ]; then
 	remove "$ROOT/var/lib/dbus/machine-id"
 fi
+
+# -------------------------------------------------------------- hostname --
+# /etc/hostname and /etc/hosts as the source image had them. cloudimg-kvm's
+# seed saved them on the first boot, before cloud-init named the build host
+# in them, in /var/lib/cloud/cloudimg-source-etc
+# (the cloud-init step removes that copy). Without it, the build's names
+# are taken out.
+STEP=hostname
+restore_etc '/var/lib/cloud/cloudimg-source-etc' 'hostname' 'hosts'
 
 # ------------------------------------------------------------ cloud-init --
 # Like `cloud-init clean --logs --configs all`.
@@ -213,6 +226,7 @@ on_exit() {
 	# Before the directory goes: the search writes into it (seconds at most).
 	if [ -n "$OWNED_PID" ]; then wait "$OWNED_PID" 2>/dev/null; fi
 	if [ -n "$SEED_PID" ]; then wait "$SEED_PID" 2>/dev/null; fi
+	if [ -n "$HOSTNAME_PID" ]; then wait "$HOSTNAME_PID" 2>/dev/null; fi
 	for p in $STAGED; do rm -f "$ROOT$p.cloudimg-new"; done
 	unlock
 	rm -rf "$DIR"
@@ -416,6 +430,33 @@ set_machine_id() { # empty|uninitialized
 	say "SET /etc/machine-id $1"
 }
 
+restore_etc() { # saved-dir names: moves the saved copies back into /etc (one mv)
+	d=$ROOT$1
+	shift
+	if [ "$DRY" = 1 ]; then
+		for n in "$@"; do say "WOULD-CHANGE /etc/$n"; done
+		return 0
+	fi
+	n=$#
+	while [ "$n" -gt 0 ]; do
+		set -- "$@" "$d/$1"
+		shift
+		n=$((n - 1))
+	done
+	# A rename keeps each copy's contents, owner, mode and label.
+	mv -f -- "$@" "$ROOT/etc/"
+	for p in "$@"; do say "CHANGED /etc/${p##*/}"; done
+}
+
+empty_file() { # path: truncated; owner and mode stay
+	if [ "$DRY" = 1 ]; then
+		say "WOULD-CHANGE $1"
+		return 0
+	fi
+	: >"$ROOT$1"
+	say "CHANGED $1"
+}
+
 stop_seed_service() {
 	run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
 }
@@ -602,6 +643,53 @@ verify_dpkg_audit() {
 		check dpkg-audit ok "dpkg --audit is clean"
 	else
 		check dpkg-audit fail "dpkg --audit: $(printf '%s' "$out" | tr '\n' ' ' | cut -c1-500)"
+	fi
+}
+
+# find_hostname_files lists into $DIR/hostname-files the files under /etc
+# that name one of the build's host names as a word (any case); grep's
+# status is the job's. Symbolic links are not followed.
+find_hostname_files() {
+	set --
+	for n in $BUILD_HOSTNAMES; do set -- "$@" -e "$n"; done
+	grep -rlwiF "$@" -- "$ROOT/etc" >"$DIR/hostname-files" 2>"$DIR/hostname-files.err"
+}
+
+verify_build_hostname() { # names summary [paths the source image did not have]
+	names=$1
+	how=$2
+	shift 2
+	for p in "$@"; do
+		if [ -e "$ROOT$p" ] || [ -L "$ROOT$p" ]; then
+			check build-hostname fail "$p exists, but the source image had none ($how)"
+			return 0
+		fi
+	done
+	if [ -z "$names" ]; then
+		check build-hostname ok "no build host name to look for ($how)"
+		return 0
+	fi
+	rc=0
+	wait "$HOSTNAME_PID" || rc=$?
+	HOSTNAME_PID=
+	files=
+	count=0
+	if [ -f "$DIR/hostname-files" ]; then
+		while IFS= read -r p; do
+			if [ "$count" -ge 20 ]; then
+				files="$files ..."
+				break
+			fi
+			files="$files ${p#"$ROOT"}"
+			count=$((count + 1))
+		done <"$DIR/hostname-files"
+	fi
+	if [ -n "$files" ]; then
+		check build-hostname fail "the build host name $names is still in:$files ($how)"
+	elif [ "$rc" -ne 1 ]; then
+		check build-hostname fail "the search for $names under /etc failed (status $rc): $(tr '\n' ' ' <"$DIR/hostname-files.err" 2>/dev/null)"
+	else
+		check build-hostname ok "no file under /etc names $names ($how)"
 	fi
 }
 

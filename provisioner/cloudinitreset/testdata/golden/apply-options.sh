@@ -38,6 +38,9 @@ esac
 ROOT=${ROOT%/}
 DIR=$(cd "$(dirname "$0")" && pwd -P)
 cd /
+base64 -d >"$DIR"/'etc.hosts' <<'CLOUDIMG_BASE64'
+IyBZb3VyIHN5c3RlbSBoYXMgY29uZmlndXJlZCAnbWFuYWdlX2V0Y19ob3N0cycgYXMgVHJ1ZS4KIyBBcyBhIHJlc3VsdCwgaWYgeW91IHdpc2ggZm9yIGNoYW5nZXMgdG8gdGhpcyBmaWxlIHRvIHBlcnNpc3QKIyB0aGVuIHlvdSB3aWxsIG5lZWQgdG8gZWl0aGVyCiMgYS4pIG1ha2UgY2hhbmdlcyB0byB0aGUgbWFzdGVyIGZpbGUgaW4gL2V0Yy9jbG91ZC90ZW1wbGF0ZXMvaG9zdHMuZGViaWFuLnRtcGwKIyBiLikgY2hhbmdlIG9yIHJlbW92ZSB0aGUgdmFsdWUgb2YgJ21hbmFnZV9ldGNfaG9zdHMnIGluCiMgICAgIC9ldGMvY2xvdWQvY2xvdWQuY2ZnIG9yIGNsb3VkLWNvbmZpZyBmcm9tIHVzZXItZGF0YQojCjEyNy4wLjAuMSBsb2NhbGhvc3QKCiMgVGhlIGZvbGxvd2luZyBsaW5lcyBhcmUgZGVzaXJhYmxlIGZvciBJUHY2IGNhcGFibGUgaG9zdHMKOjoxIGxvY2FsaG9zdCBpcDYtbG9jYWxob3N0IGlwNi1sb29wYmFjawpmZjAyOjoxIGlwNi1hbGxub2RlcwpmZjAyOjoyIGlwNi1hbGxyb3V0ZXJzCg==
+CLOUDIMG_BASE64
 base64 -d >"$DIR"/'group' <<'CLOUDIMG_BASE64'
 cm9vdDp4OjA6CmRhZW1vbjp4OjE6CmJpbjp4OjI6CnN5czp4OjM6CmFkbTp4OjQ6ZGVwbG95CnR0eTp4OjU6CmRpc2s6eDo2OgpscDp4Ojc6Cm1haWw6eDo4OgpuZXdzOng6OToKdXVjcDp4OjEwOgptYW46eDoxMjoKcHJveHk6eDoxMzoKa21lbTp4OjE1OgpkaWFsb3V0Ong6MjA6CmZheDp4OjIxOgp2b2ljZTp4OjIyOgpjZHJvbTp4OjI0OgpmbG9wcHk6eDoyNToKdGFwZTp4OjI2OgpzdWRvOng6Mjc6ZGVwbG95CmF1ZGlvOng6Mjk6CmRpcDp4OjMwOgp3d3ctZGF0YTp4OjMzOgpiYWNrdXA6eDozNDoKb3BlcmF0b3I6eDozNzoKbGlzdDp4OjM4OgppcmM6eDozOToKc3JjOng6NDA6CnNoYWRvdzp4OjQyOgp1dG1wOng6NDM6CnZpZGVvOng6NDQ6CnNhc2w6eDo0NToKcGx1Z2Rldjp4OjQ2OgpzdGFmZjp4OjUwOgpnYW1lczp4OjYwOgp1c2Vyczp4OjEwMDpkZXBsb3ksb3BzCm5vZ3JvdXA6eDo2NTUzNDoKc3lzdGVtZC1qb3VybmFsOng6OTk5OgpzeXN0ZW1kLW5ldHdvcms6eDo5OTg6CnN5c3RlbWQtdGltZXN5bmM6eDo5OTc6CmlucHV0Ong6OTk2OgpzZ3g6eDo5OTU6Cmt2bTp4Ojk5NDoKcmVuZGVyOng6OTkzOgpuZXRkZXY6eDoxMDE6Cm1lc3NhZ2VidXM6eDoxMDI6Cl9zc2g6eDoxMDM6Cl9jaHJvbnk6eDoxMDQ6CmRlcGxveTp4OjEwMDE6Cm9wczp4OjEwMDI6Cg==
 CLOUDIMG_BASE64
@@ -62,6 +65,7 @@ USER_NAME='packer'
 USER_UID=1000
 USER_GID=1000
 USER_HOME='/home/packer'
+BUILD_HOSTNAMES='packer-web packer-web.example.org'
 DRY=0
 STEP=start
 FAILED=0
@@ -69,6 +73,7 @@ LOCKED=
 STAGED=
 OWNED_PID=
 SEED_PID=
+HOSTNAME_PID=
 PIDFILES=
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -92,6 +97,9 @@ ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subuid
 d16a8f66e72c12bd79a347c548f974a7d7cdeccc4cd868d8ba894f7ed83c8bab  $ROOT/etc/subgid
 ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $DIR/subgid
 fafe72182d26743f01f0d889c04c00461fdc987b6e955b827039ad79febd9af4  $ROOT/etc/sudoers.d/90-cloud-init-users
+90849c6951a9bcc7f25c70561683851d832597a460b9b9d2fc25db043ce942e4  $ROOT/etc/hostname
+100e47df5b7b89ff6e0fd54a679519cfdc4af12a3d6934187192c49e3c9723d4  $ROOT/etc/hosts
+0f13ba2f05b01e73fc523453a96bbd3fbe81dc43fa6619849414d2573ee5d430  $DIR/etc.hosts
 CLOUDIMG_SUMS
 check unchanged-since-read ok "the files to change still have the contents that were read"
 
@@ -135,6 +143,17 @@ if [ -f "$ROOT/var/lib/dbus/machine-id" ] && [ ! -L "$ROOT/var/lib/dbus/machine-
 	remove "$ROOT/var/lib/dbus/machine-id"
 fi
 
+# -------------------------------------------------------------- hostname --
+# /etc/hostname and /etc/hosts as the source image had them. cloudimg-kvm's
+# seed saved them on the first boot, before cloud-init named the build host
+# in them, in /var/lib/cloud/cloudimg-source-etc
+# (the cloud-init step removes that copy). Without it, the build's names
+# are taken out.
+STEP=hostname
+empty_file '/etc/hostname'
+stage '/etc/hosts' 'etc.hosts' keep
+install_file '/etc/hosts'
+
 # ------------------------------------------------------------ cloud-init --
 # Like `cloud-init clean --logs --configs all --seed`.
 STEP=cloud-init
@@ -171,6 +190,10 @@ run_system "journalctl --rotate" journalctl --rotate
 remove_glob "$ROOT"'/var/log/journal/*'
 remove_glob "$ROOT"'/var/log/installer/*.log'
 remove_glob "$ROOT"'/srv/it'\''s here'
+# The search for the build's host names under /etc runs beside the disk
+# work below, which changes nothing there.
+find_hostname_files &
+HOSTNAME_PID=$!
 
 # ------------------------------------------------------------------ disk --
 STEP=sync
@@ -192,10 +215,13 @@ verify_shas <<CLOUDIMG_SUMS
 4cdd621da73eddeafa7b82f8f4de48e7cffb6a2e8c946d39061137b8874f68c1  $ROOT/etc/gshadow
 ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $ROOT/etc/subuid
 ba4e420ee0affa88ddabbb419ee713f5b4ab41ed16054d03a55cce29bcc2c7eb  $ROOT/etc/subgid
+e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  $ROOT/etc/hostname
+0f13ba2f05b01e73fc523453a96bbd3fbe81dc43fa6619849414d2573ee5d430  $ROOT/etc/hosts
 CLOUDIMG_SUMS
 verify_sudoers
 verify_home
 verify_machine_id 'uninitialized'
+verify_build_hostname 'packer-web, packer-web.example.org' 'no saved copy of the source'\''s files: /etc/hostname emptied, the build'\''s names taken out of /etc/hosts'
 verify_cloud_dir 0
 verify_statoverride
 verify_dpkg_audit
@@ -231,6 +257,7 @@ on_exit() {
 	# Before the directory goes: the search writes into it (seconds at most).
 	if [ -n "$OWNED_PID" ]; then wait "$OWNED_PID" 2>/dev/null; fi
 	if [ -n "$SEED_PID" ]; then wait "$SEED_PID" 2>/dev/null; fi
+	if [ -n "$HOSTNAME_PID" ]; then wait "$HOSTNAME_PID" 2>/dev/null; fi
 	for p in $STAGED; do rm -f "$ROOT$p.cloudimg-new"; done
 	unlock
 	rm -rf "$DIR"
@@ -434,6 +461,33 @@ set_machine_id() { # empty|uninitialized
 	say "SET /etc/machine-id $1"
 }
 
+restore_etc() { # saved-dir names: moves the saved copies back into /etc (one mv)
+	d=$ROOT$1
+	shift
+	if [ "$DRY" = 1 ]; then
+		for n in "$@"; do say "WOULD-CHANGE /etc/$n"; done
+		return 0
+	fi
+	n=$#
+	while [ "$n" -gt 0 ]; do
+		set -- "$@" "$d/$1"
+		shift
+		n=$((n - 1))
+	done
+	# A rename keeps each copy's contents, owner, mode and label.
+	mv -f -- "$@" "$ROOT/etc/"
+	for p in "$@"; do say "CHANGED /etc/${p##*/}"; done
+}
+
+empty_file() { # path: truncated; owner and mode stay
+	if [ "$DRY" = 1 ]; then
+		say "WOULD-CHANGE $1"
+		return 0
+	fi
+	: >"$ROOT$1"
+	say "CHANGED $1"
+}
+
 stop_seed_service() {
 	run_system "systemctl stop systemd-random-seed.service" systemctl stop systemd-random-seed.service
 }
@@ -620,6 +674,56 @@ verify_dpkg_audit() {
 		check dpkg-audit ok "dpkg --audit is clean"
 	else
 		check dpkg-audit fail "dpkg --audit: $(printf '%s' "$out" | tr '\n' ' ' | cut -c1-500)"
+	fi
+}
+
+# find_hostname_files lists into $DIR/hostname-files the files under /etc
+# that name one of the build's host names as a word (any case); grep's
+# status is the job's. Symbolic links are not followed.
+# The kept SSH host keys are left out: remove_ssh_host_keys is off, and
+# their public halves end in the comment root@<build host>, which nothing
+# reads.
+find_hostname_files() {
+	set --
+	for n in $BUILD_HOSTNAMES; do set -- "$@" -e "$n"; done
+	grep -rlwiF --exclude='ssh_host_*_key.pub' "$@" -- "$ROOT/etc" >"$DIR/hostname-files" 2>"$DIR/hostname-files.err"
+}
+
+verify_build_hostname() { # names summary [paths the source image did not have]
+	names=$1
+	how=$2
+	shift 2
+	for p in "$@"; do
+		if [ -e "$ROOT$p" ] || [ -L "$ROOT$p" ]; then
+			check build-hostname fail "$p exists, but the source image had none ($how)"
+			return 0
+		fi
+	done
+	if [ -z "$names" ]; then
+		check build-hostname ok "no build host name to look for ($how)"
+		return 0
+	fi
+	rc=0
+	wait "$HOSTNAME_PID" || rc=$?
+	HOSTNAME_PID=
+	files=
+	count=0
+	if [ -f "$DIR/hostname-files" ]; then
+		while IFS= read -r p; do
+			if [ "$count" -ge 20 ]; then
+				files="$files ..."
+				break
+			fi
+			files="$files ${p#"$ROOT"}"
+			count=$((count + 1))
+		done <"$DIR/hostname-files"
+	fi
+	if [ -n "$files" ]; then
+		check build-hostname fail "the build host name $names is still in:$files ($how)"
+	elif [ "$rc" -ne 1 ]; then
+		check build-hostname fail "the search for $names under /etc failed (status $rc): $(tr '\n' ' ' <"$DIR/hostname-files.err" 2>/dev/null)"
+	else
+		check build-hostname ok "no file under /etc names $names ($how)"
 	fi
 }
 

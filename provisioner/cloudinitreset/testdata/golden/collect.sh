@@ -14,7 +14,14 @@ say() { printf '%s\n' "$*"; }
 
 say "BEGIN $NONCE"
 # The files to read (guest paths; their names need no quoting).
-set -- /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/subuid /etc/subgid /etc/login.defs
+set -- /etc/passwd /etc/shadow /etc/group /etc/gshadow /etc/subuid /etc/subgid /etc/login.defs /var/lib/cloud/data/set-hostname
+# The hostname reset needs the seed's copy of the source image's files, or
+# without one the files themselves (each file read costs a process).
+if [ -d "$ROOT/var/lib/cloud/cloudimg-source-etc" ]; then
+	set -- "$@" /var/lib/cloud/cloudimg-source-etc/hostname /var/lib/cloud/cloudimg-source-etc/hostname.absent /var/lib/cloud/cloudimg-source-etc/hosts /var/lib/cloud/cloudimg-source-etc/hosts.absent
+else
+	set -- "$@" /etc/hostname /etc/hosts
+fi
 if [ -f "$ROOT/etc/os-release" ]; then set -- "$@" /etc/os-release; else set -- "$@" /usr/lib/os-release; fi
 if [ -d "$ROOT/etc/sudoers.d" ]; then
 	for f in "$ROOT"/etc/sudoers.d/* "$ROOT"/etc/sudoers.d/.[!.]*; do
@@ -51,6 +58,10 @@ CLOUDIMG_SUMS
 	fi
 done
 say "FACT kernel $(uname -r 2>/dev/null || true)"
+# The build's hostname, without a process (read is built in).
+if [ -r "$ROOT/proc/sys/kernel/hostname" ] && read -r h <"$ROOT/proc/sys/kernel/hostname"; then
+	say "FACT hostname $h"
+fi
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
