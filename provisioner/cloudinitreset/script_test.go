@@ -356,8 +356,55 @@ func TestApplyScriptFailedCheck(t *testing.T) {
 		t.Fatalf("exit %d done %v ok %v\n%s", code, res.Done, res.OK, out)
 	}
 	f := res.Failed()
-	if len(f) != 1 || f[0].Name != "dpkg-statoverride" || !strings.Contains(f[0].Detail, "/opt/app(owner packer)") {
+	if len(f) != 1 || f[0].Name != "dpkg-statoverride" || !strings.Contains(f[0].Detail, "/opt/app (owner packer: the build user, removed by this reset)") {
 		t.Errorf("failed checks %+v", f)
+	}
+}
+
+// TestApplyScriptStatOverrideMessage: the dpkg-statoverride check names
+// each override whose owner or group is missing, says why, and says how to
+// fix it: the check runs after the user is gone, so the fix goes into a
+// provisioner before the reset.
+func TestApplyScriptStatOverrideMessage(t *testing.T) {
+	const fix = ". dpkg refuses every package install and upgrade while an override names a missing account. In a provisioner before cloudimg-cloudinit-reset, run "
+	for _, tc := range []struct {
+		name, db string // db: "" for no file
+		ok           bool
+		detail       string
+	}{
+		{"owner", "root _chrony 750 /var/log/chrony\npacker root 750 /opt/app\n", false,
+			"unknown owner or group: /opt/app (owner packer: the build user, removed by this reset)" + fix +
+				"`sudo dpkg-statoverride --remove /opt/app` and chown /opt/app to an account the image keeps, or re-add the override for such an account " +
+				"(`sudo dpkg-statoverride --remove /opt/app && sudo dpkg-statoverride --update --add <user> <group> 750 /opt/app`)"},
+		{"several", "packer packer 2750 /opt/app\nroot ghosts 755 /srv/my dir\nroot root 755 /srv/fine\n", false,
+			"unknown owner or group: /opt/app (owner packer: the build user, removed by this reset; group packer: the build user's group, removed by this reset), " +
+				"/srv/my dir (group ghosts: no such group)" + fix +
+				"`sudo dpkg-statoverride --remove <path>` for each path and chown it to an account the image keeps, or re-add the override for such an account " +
+				"(`sudo dpkg-statoverride --remove <path> && sudo dpkg-statoverride --update --add <user> <group> <mode> <path>`)"},
+		{"another user", "nosuchuser root 700 /var/lib/thing\n", false,
+			"unknown owner or group: /var/lib/thing (owner nosuchuser: no such user)" + fix +
+				"`sudo dpkg-statoverride --remove /var/lib/thing` and chown /var/lib/thing to an account the image keeps, or re-add the override for such an account " +
+				"(`sudo dpkg-statoverride --remove /var/lib/thing && sudo dpkg-statoverride --update --add <user> <group> 700 /var/lib/thing`)"},
+		{"numeric IDs", "#1000 #1000 750 /opt/app\nroot _chrony 750 /var/log/chrony\n", true, "every owner and group resolves"},
+		{"empty", "", true, "no stat overrides"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sh := shells(t)[0]
+			g := newGuest(t)
+			if tc.db == "" {
+				if err := os.Remove(g.path("/var/lib/dpkg/statoverride")); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				g.write("/var/lib/dpkg/statoverride", tc.db, 0o644, 0, 0)
+			}
+			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+			out, _ := g.runScript(sh, g.stage(b))
+			c := checkNamed(t, ParseApply([]byte(out), "n0nce"), "dpkg-statoverride")
+			if c.OK != tc.ok || c.Detail != tc.detail {
+				t.Errorf("check ok %v, detail\n%s\nwant ok %v, detail\n%s", c.OK, c.Detail, tc.ok, tc.detail)
+			}
+		})
 	}
 }
 

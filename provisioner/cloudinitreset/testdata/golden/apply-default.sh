@@ -651,26 +651,48 @@ verify_cloud_dir() { # 1: seed may stay
 	fi
 }
 
+# verify_statoverride: every owner and group of dpkg's stat overrides must
+# still exist, or dpkg stops every package operation ("unknown system
+# user"). The check runs after the user is gone, so the way out is in the
+# template, before the reset. One awk reads the database (the format of
+# `dpkg-statoverride --list`: owner group mode path), passwd and group.
 verify_statoverride() {
 	admin=$ROOT/var/lib/dpkg
-	if ! command -v dpkg-statoverride >/dev/null 2>&1 || [ ! -d "$admin" ]; then
+	if ! command -v dpkg >/dev/null 2>&1 || [ ! -d "$admin" ]; then
 		check dpkg-statoverride ok "no dpkg"
 		return 0
 	fi
-	if ! list=$(dpkg-statoverride --admindir "$admin" --list 2>"$DIR/statoverride.err"); then
-		check dpkg-statoverride fail "dpkg-statoverride --list: $(tr '\n' ' ' <"$DIR/statoverride.err")"
+	db=$admin/statoverride
+	if [ ! -s "$db" ]; then
+		check dpkg-statoverride ok "no stat overrides"
 		return 0
 	fi
-	bad=
-	while read -r owner group mode path; do
-		if [ -z "$owner" ]; then continue; fi
-		case $owner in '#'*) ;; *) has_key "$ROOT/etc/passwd" "$owner" || bad="$bad $path(owner $owner)" ;; esac
-		case $group in '#'*) ;; *) has_key "$ROOT/etc/group" "$group" || bad="$bad $path(group $group)" ;; esac
-	done <<STATOVERRIDE
-$list
-STATOVERRIDE
-	if [ -n "$bad" ]; then
-		check dpkg-statoverride fail "unknown owner or group:$bad"
+	if ! bad=$(awk -v pw="$ROOT/etc/passwd" -v gr="$ROOT/etc/group" -v u="$USER_NAME" '
+		FILENAME == pw { sub(/:.*/, ""); users[$0] = 1; next }
+		FILENAME == gr { sub(/:.*/, ""); groups[$0] = 1; next }
+		NF >= 4 {
+			path = $0
+			sub(/^[ \t]*[^ \t]+[ \t]+[^ \t]+[ \t]+[^ \t]+[ \t]+/, "", path)
+			why = ""
+			if ($1 !~ /^#/ && !($1 in users))
+				why = "owner " $1 ($1 == u ? ": the build user, removed by this reset" : ": no such user")
+			if ($2 !~ /^#/ && !($2 in groups))
+				why = why (why == "" ? "" : "; ") "group " $2 ($2 == u ? ": the build user\047s group, removed by this reset" : ": no such group")
+			if (why == "") next
+			n++
+			list = list (n > 1 ? ", " : "") path " (" why ")"
+			if (n == 1) { first = path; mode = $3 }
+		}
+		END {
+			if (n == 0) exit 0
+			p = first
+			each = ""
+			if (n > 1) { p = "<path>"; mode = "<mode>"; each = " for each path" }
+			printf "unknown owner or group: %s. dpkg refuses every package install and upgrade while an override names a missing account. In a provisioner before cloudimg-cloudinit-reset, run `sudo dpkg-statoverride --remove %s`%s and chown %s to an account the image keeps, or re-add the override for such an account (`sudo dpkg-statoverride --remove %s && sudo dpkg-statoverride --update --add <user> <group> %s %s`)", list, p, each, (n == 1 ? p : "it"), p, mode, p
+		}' "$ROOT/etc/passwd" "$ROOT/etc/group" "$db" 2>"$DIR/statoverride.err"); then
+		check dpkg-statoverride fail "reading ${db#"$ROOT"}, /etc/passwd and /etc/group: $(tr '\n' ' ' <"$DIR/statoverride.err")"
+	elif [ -n "$bad" ]; then
+		check dpkg-statoverride fail "$bad"
 	else
 		check dpkg-statoverride ok "every owner and group resolves"
 	fi
