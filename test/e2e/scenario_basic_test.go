@@ -4,6 +4,8 @@ package e2e
 
 import (
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,6 +45,7 @@ func TestScenarioBasic(t *testing.T) {
 			}
 
 			checkBuildUserGone(t, v)
+			checkNoBuildTraces(t, v, built.traces)
 
 			// No key of the build anywhere: every authorized_keys file holds
 			// the new seed's key and no other. cloud-init makes root's file
@@ -93,6 +96,10 @@ func TestScenarioBasic(t *testing.T) {
 	}
 }
 
+// buildHostname is the build VM's host name in the basic scenario: the
+// builder's default, packer-<build name>.
+const buildHostname = "packer-basic"
+
 // basicBuild is what buildBasic built.
 type basicBuild struct {
 	dir    string      // the test directory Packer ran in (packer.out)
@@ -102,7 +109,19 @@ type basicBuild struct {
 	token  string      // the marker the shell provisioner wrote to /etc/cloudimg-e2e-marker
 	meta   *scMetadata // <image>.metadata.json
 	run    *packerRun
+	traces buildTraces // the build VM's identities, which no clone may carry
 }
+
+// buildTraces are the build VM's identities that no clone may carry.
+type buildTraces struct {
+	instanceID string
+	mac        string
+	hostname   string
+}
+
+// seedSummaryRe finds the builder's account of its seed in Packer's output:
+// the build's instance-id and NIC MAC address.
+var seedSummaryRe = regexp.MustCompile(`Created the cidata seed \(instance-id ([^,]+), user [^,]+, NIC ([0-9a-f:]{17})\)`)
 
 // buildBasic builds the basic scenario's template from the cell's test
 // image, with userData added to the build's seed, and checks the metadata
@@ -147,6 +166,13 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 	if !meta.hasPackage("cloud-init") {
 		t.Errorf("metadata: the guest's package list has no cloud-init")
 	}
+	// The builder's seed saved the source image's /etc/hostname and
+	// /etc/hosts before cloud-init named the build host in them.
+	if meta.Guest != nil && meta.Guest.Reset != nil {
+		if h := meta.Guest.Reset.Hostname; h == nil || h.Restore != "saved-copy" || !slices.Contains(h.BuildNames, buildHostname) {
+			t.Errorf("metadata: guest.reset.hostname %+v, want the build name %s restored from the saved copy", h, buildHostname)
+		}
+	}
 	idx := checkRepository(t, repo, rel)
 	if e := idx.entry(rel); e != nil {
 		if e.Name != "basic" {
@@ -162,8 +188,13 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 	if idx.Latest["basic"] != rel {
 		t.Errorf("index.json: latest[basic] = %q, want %q", idx.Latest["basic"], rel)
 	}
+	m := seedSummaryRe.FindStringSubmatch(run.Output)
+	if m == nil {
+		t.Errorf("packer output has no line matching %q", seedSummaryRe)
+	}
 	if t.Failed() {
 		t.FailNow()
 	}
-	return &basicBuild{dir: dir, repo: repo, rel: rel, output: output, token: token, meta: meta, run: run}
+	traces := buildTraces{instanceID: m[1], mac: m[2], hostname: buildHostname}
+	return &basicBuild{dir: dir, repo: repo, rel: rel, output: output, token: token, meta: meta, run: run, traces: traces}
 }

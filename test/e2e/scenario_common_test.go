@@ -123,8 +123,13 @@ type scMetadata struct {
 			Version string `json:"version"`
 		} `json:"packages"`
 		Reset *struct {
-			User   string `json:"user"`
-			DryRun bool   `json:"dry_run"`
+			User         string   `json:"user"`
+			DryRun       bool     `json:"dry_run"`
+			RemovedPaths []string `json:"removed_paths"`
+			Hostname     *struct {
+				BuildNames []string `json:"build_names"`
+				Restore    string   `json:"restore"`
+			} `json:"hostname"`
 			Checks []struct {
 				Name   string `json:"name"`
 				OK     bool   `json:"ok"`
@@ -522,4 +527,19 @@ func authorizedKeys(content string) []string {
 		}
 	}
 	return keys
+}
+
+// checkNoBuildTraces fails the test if any file under /etc or /var/lib of
+// the guest names the build VM's host name, NIC MAC address or instance-id
+// (as whole words, in any case): a clone that carries one of them shares an
+// identity with the build and with every other clone.
+func checkNoBuildTraces(t testing.TB, v *vm, b buildTraces) {
+	t.Helper()
+	script := fmt.Sprintf(`rc=0
+grep -rlwisF -D skip -e '%s' -e '%s' -e '%s' /etc /var/lib || rc=$?
+[ "$rc" -le 1 ]
+`, b.hostname, b.mac, b.instanceID)
+	if out := strings.TrimSpace(guestScript(t, v, script)); out != "" {
+		t.Errorf("guest %s: files naming the build VM (host name %s, MAC %s or instance-id %s):\n%s", v.Hostname, b.hostname, b.mac, b.instanceID, out)
+	}
 }
