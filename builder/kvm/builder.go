@@ -44,16 +44,21 @@ func (b *Builder) Run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook)
 	return b.run(ctx, ui, hook, &QemuDriver{QemuBinary: b.config.QemuBinary, QemuImgBinary: b.config.QemuImgBinary})
 }
 
-func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook, driver Driver) (packersdk.Artifact, error) {
+func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Hook, driver Driver) (packersdk.Artifact, error) {
 	cfg := &b.config
 	started := time.Now()
+	// The VM watcher cancels the build with its fault as the cause.
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	p := &phases{}
 	state := new(multistep.BasicStateBag)
 	state.Put("config", cfg)
 	state.Put("driver", driver)
 	state.Put("hook", hook)
 	state.Put("ui", ui)
+	state.Put("phases", p)
+	state.Put("fail_build", cancel)
 
-	p := &phases{}
 	phase := func(name string, steps ...multistep.Step) []multistep.Step {
 		out := make([]multistep.Step, len(steps))
 		for i, s := range steps {
@@ -88,6 +93,13 @@ func (b *Builder) run(ctx context.Context, ui packersdk.Ui, hook packersdk.Hook,
 	b.runner = commonsteps.NewRunnerWithPauseFn(steps, cfg.PackerConfig, ui, state)
 	b.runner.Run(ctx, state)
 
+	// A fault of the VM is the reason, whatever error the interrupted step
+	// made of it (a provisioner's "context canceled" or a lost SSH session),
+	// unless Packer cancelled the build first.
+	var fault *vmFault
+	if cause := context.Cause(ctx); parent.Err() == nil && errors.As(cause, &fault) {
+		return nil, fault
+	}
 	if err, ok := state.GetOk("error"); ok {
 		return nil, err.(error)
 	}

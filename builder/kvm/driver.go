@@ -1,11 +1,10 @@
 package kvm
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
+	"syscall"
 )
 
 // ImageInfo is what the builder needs to know of a disk image.
@@ -45,8 +44,16 @@ type VM interface {
 	// Err is QEMU's exit error (nil for a clean exit) once Done is closed,
 	// with the end of its stderr.
 	Err() error
-	// Powerdown asks the guest to power off (ACPI, through QMP).
+	// Watch connects to QMP and watches the VM for the rest of its life
+	// (see vmWatcher): the first fault goes to w.OnFault. Call it once,
+	// when QMP is ready.
+	Watch(w FaultWatch) error
+	// Powerdown asks the guest to power off (ACPI, through the watcher's
+	// QMP connection); QEMU's exit is then no fault.
 	Powerdown() error
+	// ExpectShutdown says that the guest will power off now (a
+	// shutdown_command), so that it is no fault.
+	ExpectShutdown()
 	// Kill stops QEMU at once and waits for it to exit.
 	Kill()
 }
@@ -103,32 +110,38 @@ func (d *QemuDriver) Resize(path, format string, size uint64) error {
 	return err
 }
 
-// Start implements Driver.
+// Start implements Driver. QEMU dies with the plugin (see startTied).
 func (d *QemuDriver) Start(args []string, qmpSocket string) (VM, error) {
 	cmd := exec.Command(d.QemuBinary, args...)
 	stderr := &tailBuffer{max: 4096}
 	cmd.Stdout = stderr
 	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
+	vm := &qemuVM{binary: d.QemuBinary, qmp: qmpSocket, stderr: stderr, done: make(chan struct{})}
+	err := startTied(cmd, func(err error) {
+		vm.waitErr = err
+		if err != nil {
+			vm.err = fmt.Errorf("%s exited: %v: %s", d.QemuBinary, err, strings.TrimSpace(stderr.String()))
+		}
+		close(vm.done)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("starting %s: %w", d.QemuBinary, err)
 	}
-	vm := &qemuVM{cmd: cmd, qmp: qmpSocket, done: make(chan struct{})}
-	go func() {
-		err := cmd.Wait()
-		if err != nil {
-			err = fmt.Errorf("%s exited: %v: %s", d.QemuBinary, err, strings.TrimSpace(stderr.String()))
-		}
-		vm.err = err
-		close(vm.done)
-	}()
+	vm.proc = cmd.Process
 	return vm, nil
 }
 
 type qemuVM struct {
-	cmd  *exec.Cmd
-	qmp  string
-	done chan struct{}
-	err  error
+	binary  string
+	proc    *os.Process
+	qmp     string
+	stderr  *tailBuffer
+	done    chan struct{}
+	waitErr error // cmd.Wait's
+	err     error // with QEMU's stderr
+
+	mu      sync.Mutex
+	watcher *vmWatcher
 }
 
 func (v *qemuVM) Done() <-chan struct{} { return v.done }
@@ -139,66 +152,84 @@ func (v *qemuVM) Err() error {
 }
 
 func (v *qemuVM) Kill() {
+	if w := v.getWatcher(); w != nil {
+		w.expect("kill")
+	}
 	select {
 	case <-v.done:
 		return
 	default:
 	}
-	_ = v.cmd.Process.Kill()
+	_ = v.proc.Kill()
 	<-v.done
 }
 
-// Powerdown sends system_powerdown over QMP.
-func (v *qemuVM) Powerdown() error {
-	return qmpExecute(v.qmp, "system_powerdown", 10*time.Second)
+func (v *qemuVM) getWatcher() *vmWatcher {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.watcher
 }
 
-// qmpExecute runs one QMP command: greeting, qmp_capabilities, command.
-func qmpExecute(socket, command string, timeout time.Duration) error {
-	conn, err := net.DialTimeout("unix", socket, timeout)
+// Watch implements VM.
+func (v *qemuVM) Watch(spec FaultWatch) error {
+	conn, err := net.DialTimeout("unix", v.qmp, qmpTimeout)
 	if err != nil {
 		return fmt.Errorf("QMP: %w", err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	r := bufio.NewReader(conn)
-	readReply := func() error {
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				return fmt.Errorf("QMP: %w", err)
-			}
-			var msg struct {
-				QMP    json.RawMessage `json:"QMP"`
-				Return json.RawMessage `json:"return"`
-				Error  *struct {
-					Desc string `json:"desc"`
-				} `json:"error"`
-			}
-			if err := json.Unmarshal(line, &msg); err != nil {
-				return fmt.Errorf("QMP: %w", err)
-			}
-			switch {
-			case msg.Error != nil:
-				return fmt.Errorf("QMP: %s", msg.Error.Desc)
-			case msg.QMP != nil, msg.Return != nil:
-				return nil
-			}
-			// an asynchronous event: keep reading
-		}
-	}
-	if err := readReply(); err != nil { // greeting
+	w, err := watchQMP(conn, v.done, v.exitWhat, spec)
+	if err != nil {
+		conn.Close()
 		return err
 	}
-	for _, c := range []string{"qmp_capabilities", command} {
-		if _, err := fmt.Fprintf(conn, "{\"execute\":%q}\n", c); err != nil {
-			return fmt.Errorf("QMP: %w", err)
-		}
-		if err := readReply(); err != nil {
-			return err
-		}
-	}
+	v.mu.Lock()
+	v.watcher = w
+	v.mu.Unlock()
 	return nil
+}
+
+// exitWhat says how QEMU exited, e.g. "QEMU exited with signal 9 (killed)".
+func (v *qemuVM) exitWhat() string {
+	<-v.done
+	tail := strings.TrimSpace(v.stderr.String())
+	if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
+		tail = tail[i+1:]
+	}
+	var ee *exec.ExitError
+	switch {
+	case v.waitErr == nil:
+		if tail != "" {
+			return "QEMU exited: " + tail
+		}
+		return "QEMU exited"
+	case errors.As(v.waitErr, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("QEMU exited with signal %d (%s)", int(ws.Signal()), ws.Signal())
+		}
+		if tail != "" {
+			return fmt.Sprintf("QEMU exited with status %d: %s", ee.ExitCode(), tail)
+		}
+		return fmt.Sprintf("QEMU exited with status %d", ee.ExitCode())
+	default:
+		return "QEMU exited: " + v.waitErr.Error()
+	}
+}
+
+// Powerdown sends system_powerdown through the watcher.
+func (v *qemuVM) Powerdown() error {
+	w := v.getWatcher()
+	if w == nil {
+		return errors.New("QMP: not connected")
+	}
+	w.expect("power-off")
+	_, err := w.execute("system_powerdown")
+	return err
+}
+
+// ExpectShutdown implements VM.
+func (v *qemuVM) ExpectShutdown() {
+	if w := v.getWatcher(); w != nil {
+		w.expect("shutdown_command")
+	}
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -4,15 +4,43 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 )
 
-// phases records how long each phase of the build took.
+// phases records how long each phase of the build took, and which one
+// runs now (the VM watcher names it in its faults).
 type phases struct {
 	names []string
 	took  map[string]time.Duration
+
+	mu      sync.Mutex
+	current string
+}
+
+// phaseWords are the phases in a user's words ("QEMU exited … during boot").
+var phaseWords = map[string]string{
+	"boot→ssh": "boot",
+	"disk":     "the disk preparation",
+	"convert":  "the conversion",
+}
+
+// now is the phase running now, in words.
+func (p *phases) now() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w, ok := phaseWords[p.current]; ok {
+		return w
+	}
+	return p.current
+}
+
+func (p *phases) enter(name string) {
+	p.mu.Lock()
+	p.current = name
+	p.mu.Unlock()
 }
 
 func (p *phases) add(name string, d time.Duration) {
@@ -45,6 +73,7 @@ type timed struct {
 
 func (t *timed) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	start := time.Now()
+	t.p.enter(t.phase)
 	defer func() { t.p.add(t.phase, time.Since(start)) }()
 	return t.step.Run(ctx, state)
 }

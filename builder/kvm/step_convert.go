@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
@@ -24,13 +23,16 @@ func (s *stepConvert) Run(ctx context.Context, state multistep.StateBag) multist
 	image := state.Get("image_path").(string)
 
 	if cfg.SkipCompaction && cfg.Format == "qcow2" {
+		if err := placeEFIVars(state); err != nil {
+			return halt(state, err)
+		}
 		if err := os.Rename(disk, image); err != nil {
 			return halt(state, fmt.Errorf("moving the image into place: %w", err))
 		}
 		return multistep.ActionContinue
 	}
 
-	tmp := filepath.Join(filepath.Dir(image), "."+filepath.Base(image)+".converting")
+	tmp := workFile(image, convertingSuffix)
 	defer os.Remove(tmp)
 	what := "Compacting"
 	if cfg.DiskCompression {
@@ -40,11 +42,29 @@ func (s *stepConvert) Run(ctx context.Context, state multistep.StateBag) multist
 	if err := driver.Convert(ctx, disk, "qcow2", tmp, cfg.Format, cfg.DiskCompression && !cfg.SkipCompaction); err != nil {
 		return halt(state, fmt.Errorf("converting the image: %w", err))
 	}
+	if err := placeEFIVars(state); err != nil {
+		return halt(state, err)
+	}
 	if err := os.Rename(tmp, image); err != nil {
 		return halt(state, fmt.Errorf("moving the image into place: %w", err))
 	}
 	_ = os.Remove(disk)
 	return multistep.ActionContinue
+}
+
+// placeEFIVars moves the build's UEFI variables (a work file) beside the
+// image as <vm_name>.efivars.fd, just before the image takes its name.
+func placeEFIVars(state multistep.StateBag) error {
+	work, ok := state.GetOk("efivars_work")
+	if !ok {
+		return nil
+	}
+	vars := state.Get("image_path").(string) + ".efivars.fd"
+	if err := os.Rename(work.(string), vars); err != nil {
+		return fmt.Errorf("moving the UEFI variables into place: %w", err)
+	}
+	state.Put("efivars_path", vars)
+	return nil
 }
 
 func (s *stepConvert) Cleanup(multistep.StateBag) {}

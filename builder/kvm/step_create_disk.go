@@ -42,8 +42,8 @@ func (s *stepCreateDisk) Run(ctx context.Context, state multistep.StateBag) mult
 	}
 
 	image := state.Get("image_path").(string)
-	s.disk = filepath.Join(filepath.Dir(image), "."+filepath.Base(image)+".building.qcow2")
-	_ = os.Remove(s.disk) // a leftover of a killed build of the same image
+	s.disk = workFile(image, buildingSuffix)
+	_ = os.Remove(s.disk) // stepOutputDir has swept a killed build's (and said so)
 
 	if cfg.UseBackingFile {
 		abs, err := filepath.Abs(source)

@@ -2,13 +2,12 @@ package kvm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/packer-plugin-sdk/filelock"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
@@ -20,24 +19,12 @@ import (
 // conflicts are an existing file of the image's name, which -force removes,
 // and another running build of the same name (two sources without vm_name),
 // which would share the build disk: the claim is a lock that the second
-// build cannot take, held until this build's steps are cleaned up.
+// build cannot take, held until this build's steps are cleaned up. It is
+// also the owner record of the image's work files: with it taken, the step
+// removes the work files of killed builds (see owner.go).
 type stepOutputDir struct {
 	created bool
 	claim   *filelock.Flock
-}
-
-// claimPath is the lock file claiming image: in the temporary directory, like
-// the SDK's port locks, so that output_directory holds nothing but outputs.
-// It is never removed (removing a lock file lets a waiter lock an unlinked
-// file while a newcomer locks a new one); the kernel releases the lock when
-// the process dies.
-func claimPath(image string) (string, error) {
-	abs, err := filepath.Abs(image)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(os.TempDir(), "packer-cloudimg-"+hex.EncodeToString(sum[:8])+".lock"), nil
 }
 
 func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -52,15 +39,20 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
 		return halt(state, fmt.Errorf("output_directory: %w", err))
 	}
-	lock, err := claimPath(image)
+	claim, ok, err := claimImage(image)
 	if err != nil {
-		return halt(state, fmt.Errorf("output_directory: %w", err))
-	}
-	s.claim = filelock.New(lock)
-	if ok, err := s.claim.TryLock(); err != nil {
-		return halt(state, fmt.Errorf("claiming the image name %s (lock file %s): %w", image, lock, err))
+		return halt(state, fmt.Errorf("claiming the image name %s: %w", image, err))
 	} else if !ok {
 		return halt(state, fmt.Errorf("another build is writing %s right now: give each source its own vm_name (or output_directory)", image))
+	}
+	s.claim = claim
+	// Work files of killed builds (see owner.go); a running build's stay.
+	removed, err := sweepOutputDir(cfg.OutputDir, cfg.VMName)
+	if len(removed) > 0 {
+		ui.Say(fmt.Sprintf("Removed the work files of a build that was killed, in %s: %s", cfg.OutputDir, strings.Join(removed, ", ")))
+	}
+	if err != nil {
+		ui.Say(fmt.Sprintf("Warning: removing the work files of killed builds: %v", err))
 	}
 	if _, err := os.Lstat(image); err == nil {
 		if !cfg.PackerForce {

@@ -6,21 +6,35 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/packer-plugin-sdk/filelock"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
+	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 	"github.com/hashicorp/packer-plugin-sdk/packerbuilderdata"
 )
 
 // stepPrepare makes the build's private temporary directory (seed, QMP
-// socket, serial log, guest facts) and publishes the build variables.
-type stepPrepare struct{}
+// socket, serial log, guest facts) with its owner record, after removing
+// those of killed builds (see owner.go), and publishes the build variables.
+type stepPrepare struct {
+	owner *filelock.Flock
+}
 
 func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	cfg := state.Get("config").(*Config)
+	ui := state.Get("ui").(packersdk.Ui)
+	removed, err := sweepTempDirs("")
+	for _, d := range removed {
+		ui.Say("Removed the temporary directory of a build that was killed: " + d)
+	}
+	if err != nil {
+		ui.Say(fmt.Sprintf("Warning: removing the temporary directories of killed builds: %v", err))
+	}
 	// A short path: the QMP unix socket lives here (108-byte limit).
-	dir, err := os.MkdirTemp("", "cloudimg-")
+	dir, owner, err := makeTempDir("")
 	if err != nil {
 		return halt(state, fmt.Errorf("creating a temporary directory: %w", err))
 	}
+	s.owner = owner
 	state.Put("temp_dir", dir)
 
 	serial := filepath.Join(dir, "serial.log")
@@ -42,6 +56,9 @@ func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multist
 func (s *stepPrepare) Cleanup(state multistep.StateBag) {
 	if dir, ok := state.GetOk("temp_dir"); ok {
 		os.RemoveAll(dir.(string))
+	}
+	if s.owner != nil {
+		s.owner.Unlock()
 	}
 }
 

@@ -71,6 +71,10 @@ func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.S
 			}
 			return halt(state, fmt.Errorf("QEMU did not start: %w", err))
 		}
+		if err := vm.Watch(s.faultWatch(state, vm)); err != nil {
+			vm.Kill()
+			return halt(state, fmt.Errorf("QEMU's QMP connection: %w", err))
+		}
 		s.vm = vm
 		state.Put("vm", vm)
 		state.Put("ssh_host_port", l.Port)
@@ -79,6 +83,31 @@ func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.S
 		return multistep.ActionContinue
 	}
 	return halt(state, fmt.Errorf("QEMU could not bind an SSH port after %d tries: %w", portAttempts, lastErr))
+}
+
+// faultWatch is how the VM watcher fails the build: the fault is shown at
+// once, cancels the build's context (the running step, a provisioner's
+// command included, returns) and QEMU is stopped, which also ends any SSH
+// session through its forward. The build's error is then the fault.
+func (s *stepRun) faultWatch(state multistep.StateBag, vm VM) FaultWatch {
+	ui := state.Get("ui").(packersdk.Ui)
+	phase := func() string { return "" }
+	if p, ok := state.GetOk("phases"); ok {
+		phase = p.(*phases).now
+	}
+	return FaultWatch{
+		Disk:   state.Get("disk_path").(string),
+		Serial: state.Get("serial_log").(string),
+		Phase:  phase,
+		OnFault: func(err error) {
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			ui.Error("Stopping the build: " + first)
+			if fail, ok := state.GetOk("fail_build"); ok {
+				fail.(context.CancelCauseFunc)(err)
+			}
+			vm.Kill()
+		},
+	}
 }
 
 // waitQMPReady waits until QEMU's QMP socket exists (QEMU has set up its
@@ -115,10 +144,8 @@ func (s *stepRun) Cleanup(state multistep.StateBag) {
 	if s.listener != nil {
 		s.listener.Close()
 	}
-	// A failed build leaves no UEFI variables store beside the missing image.
-	_, cancelled := state.GetOk(multistep.StateCancelled)
-	_, halted := state.GetOk(multistep.StateHalted)
-	if vars, ok := state.GetOk("efivars_path"); ok && (cancelled || halted) {
+	// The UEFI variables are a work file until the image is in place.
+	if vars, ok := state.GetOk("efivars_work"); ok {
 		_ = os.Remove(vars.(string))
 	}
 }
@@ -176,21 +203,25 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, cfg.Comm.SSHPort),
 		"-device", fmt.Sprintf("%s,netdev=net0,mac=%s", cfg.NetDevice, mac),
 	)
+	// A kernel panic is then an event (GUEST_PANICKED) for the watcher.
+	if strings.HasPrefix(cfg.MachineType, "pc") || strings.HasPrefix(cfg.MachineType, "q35") {
+		args = append(args, "-device", "pvpanic")
+	}
 	if !cfg.DisableRNG {
 		args = append(args, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
 	}
 	if cfg.Firmware == "uefi" {
-		vars := filepath.Join(filepath.Dir(state.Get("image_path").(string)), cfg.VMName+".efivars.fd")
-		if _, err := os.Stat(vars); err != nil {
-			b, err := os.ReadFile(cfg.EFIFirmwareVars)
-			if err != nil {
-				return nil, fmt.Errorf("efi_firmware_vars: %w", err)
-			}
-			if err := os.WriteFile(vars, b, 0o644); err != nil {
-				return nil, fmt.Errorf("copying the UEFI variables: %w", err)
-			}
+		// A fresh copy of the template, under a work name beside the build
+		// disk; the conversion moves it beside the image.
+		vars := workFile(state.Get("image_path").(string), efivarsSuffix)
+		b, err := os.ReadFile(cfg.EFIFirmwareVars)
+		if err != nil {
+			return nil, fmt.Errorf("efi_firmware_vars: %w", err)
 		}
-		state.Put("efivars_path", vars)
+		if err := os.WriteFile(vars, b, 0o644); err != nil {
+			return nil, fmt.Errorf("copying the UEFI variables: %w", err)
+		}
+		state.Put("efivars_work", vars)
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(cfg.EFIFirmwareCode),
 			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(vars))

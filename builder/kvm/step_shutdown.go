@@ -12,7 +12,8 @@ import (
 // stepShutdown powers the guest off without needing SSH (after the reset
 // provisioner the build user no longer exists): ACPI power-down through QMP,
 // or shutdown_command when one is set; after shutdown_timeout QEMU is
-// stopped with a warning.
+// stopped with a warning. Either way the VM watcher is told first, so the
+// power-off is no fault.
 type stepShutdown struct{}
 
 func (s *stepShutdown) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -22,6 +23,7 @@ func (s *stepShutdown) Run(ctx context.Context, state multistep.StateBag) multis
 
 	if cfg.ShutdownCommand != "" {
 		ui.Say("Shutting down with shutdown_command...")
+		vm.ExpectShutdown()
 		comm := state.Get("communicator").(packersdk.Communicator)
 		cmd := &packersdk.RemoteCmd{Command: cfg.ShutdownCommand}
 		if err := comm.Start(ctx, cmd); err != nil {

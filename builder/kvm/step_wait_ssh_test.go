@@ -19,7 +19,12 @@ type fakeVM struct {
 	err       error
 	powerdown func()
 	killed    bool
+	expected  bool
+	watch     *FaultWatch
 }
+
+func (v *fakeVM) Watch(w FaultWatch) error { v.watch = &w; return nil }
+func (v *fakeVM) ExpectShutdown()          { v.expected = true }
 
 func newFakeVM() *fakeVM                { return &fakeVM{done: make(chan struct{})} }
 func (v *fakeVM) Done() <-chan struct{} { return v.done }

@@ -1,0 +1,197 @@
+package kvm
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/packer-plugin-sdk/filelock"
+)
+
+// Work files and their owners.
+//
+// A build writes work files that are not outputs: its temporary directory
+// (cloudimg-* in the system's temporary directory: seed, QMP socket, serial
+// log, guest facts) and, beside the image in output_directory, the build
+// disk (.NAME.building.qcow2), the UEFI variables (.NAME.efivars.building)
+// and the conversion's output (.NAME.converting). A build that is killed
+// (SIGKILL, the OOM killer, a CI runner cancelling the job) leaves them.
+//
+// Each has an owner record: a kernel file lock that the build holds for its
+// whole life and that the kernel releases when the process ends, however it
+// ends. A build removes, and names, the work files it finds whose lock it can
+// take: their owner is dead. Files of a running build are locked and never
+// touched.
+//   - output_directory's files: the lock claiming the image's name
+//     (claimPath), taken before any of them is made and given up after they
+//     are gone.
+//   - the temporary directory: owner.lock inside it, locked under another
+//     name and then renamed, so that a directory's owner.lock is locked from
+//     the moment it exists (a directory without one is being made, or is not
+//     ours: left alone).
+
+const (
+	buildingSuffix   = ".building.qcow2"
+	efivarsSuffix    = ".efivars.building"
+	convertingSuffix = ".converting"
+	tempPrefix       = "cloudimg-"
+	ownerLock        = "owner.lock"
+)
+
+var workSuffixes = []string{buildingSuffix, efivarsSuffix, convertingSuffix}
+
+// workFile is the work file with suffix beside image: .NAME<suffix>.
+func workFile(image, suffix string) string {
+	return filepath.Join(filepath.Dir(image), "."+filepath.Base(image)+suffix)
+}
+
+// workFileImage is the image name that a work file in output_directory
+// belongs to ("" when name is no work file).
+func workFileImage(name string) string {
+	if !strings.HasPrefix(name, ".") {
+		return ""
+	}
+	for _, suf := range workSuffixes {
+		if img := strings.TrimSuffix(name[1:], suf); len(img) < len(name)-1 && img != "" && img != "." && img != ".." {
+			return img
+		}
+	}
+	return ""
+}
+
+// claimPath is the lock file claiming image: in the temporary directory, like
+// the SDK's port locks, so that output_directory holds nothing but outputs.
+// The directory's symbolic links are resolved: two paths to one directory
+// are one claim. The file is never removed (removing a lock file lets a
+// waiter lock an unlinked file while a newcomer locks a new one); the kernel
+// releases the lock when the process dies.
+func claimPath(image string) (string, error) {
+	abs, err := filepath.Abs(image)
+	if err != nil {
+		return "", err
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(dir, filepath.Base(abs))
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(os.TempDir(), "packer-cloudimg-"+hex.EncodeToString(sum[:8])+".lock"), nil
+}
+
+// claimImage tries to take image's claim: ok is false while another build
+// holds it.
+func claimImage(image string) (lock *filelock.Flock, ok bool, err error) {
+	path, err := claimPath(image)
+	if err != nil {
+		return nil, false, err
+	}
+	lock = filelock.New(path)
+	ok, err = lock.TryLock()
+	if err != nil {
+		return nil, false, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	return lock, ok, nil
+}
+
+// sweepOutputDir removes the work files in dir of builds that are gone and
+// returns their names. own is the image whose claim the caller holds: its
+// work files are stale by definition. Others are removed only when their
+// image's claim can be taken (and it is given up again).
+func sweepOutputDir(dir, own string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	byImage := map[string][]string{}
+	for _, e := range ents {
+		if img := workFileImage(e.Name()); img != "" && !e.IsDir() {
+			byImage[img] = append(byImage[img], e.Name())
+		}
+	}
+	var removed []string
+	var errs []error
+	for img, files := range byImage {
+		if img != own {
+			lock, ok, err := claimImage(filepath.Join(dir, img))
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !ok {
+				continue // a running build's
+			}
+			defer lock.Unlock()
+		}
+		for _, f := range files {
+			if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
+			removed = append(removed, f)
+		}
+	}
+	sort.Strings(removed)
+	return removed, errors.Join(errs...)
+}
+
+// makeTempDir makes the build's temporary directory in root (the system's
+// temporary directory when empty) with its owner record, locked.
+func makeTempDir(root string) (string, *filelock.Flock, error) {
+	dir, err := os.MkdirTemp(root, tempPrefix)
+	if err != nil {
+		return "", nil, err
+	}
+	staging := filepath.Join(dir, ownerLock+".new")
+	lock := filelock.New(staging)
+	if ok, err := lock.TryLock(); err != nil || !ok {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("locking %s: %v", staging, err)
+	}
+	if err := os.Rename(staging, filepath.Join(dir, ownerLock)); err != nil {
+		// Without its owner.lock the directory is never swept: safe.
+		return dir, lock, nil
+	}
+	return dir, lock, nil
+}
+
+// sweepTempDirs removes the temporary directories in root (the system's
+// temporary directory when empty) whose owner is gone and returns them.
+func sweepTempDirs(root string) ([]string, error) {
+	if root == "" {
+		root = os.TempDir()
+	}
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), tempPrefix) {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		lockPath := filepath.Join(dir, ownerLock)
+		if st, err := os.Lstat(lockPath); err != nil || !st.Mode().IsRegular() {
+			continue // being made, or not a build's
+		}
+		lock := filelock.New(lockPath)
+		ok, err := lock.TryLock()
+		if err != nil || !ok {
+			continue // a running build's (or not ours to judge)
+		}
+		err = os.RemoveAll(dir)
+		lock.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
+	return removed, errors.Join(errs...)
+}
