@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
 
@@ -18,7 +19,11 @@ import (
 )
 
 func main() {
-	if err := newPluginSet().Run(); err != nil {
+	err := newPluginSet().Run()
+	// The connection to Packer has ended. If Packer was killed in the middle
+	// of a build, the build is stopped and cleaned up before this exits.
+	kvm.StopBuilds(30 * time.Second)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err.Error())
 		os.Exit(1)
 	}

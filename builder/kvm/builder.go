@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2/hcldec"
@@ -50,6 +51,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	// The VM watcher cancels the build with its fault as the cause.
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
+	defer trackBuild(cancel)()
 	p := &phases{}
 	state := new(multistep.BasicStateBag)
 	state.Put("config", cfg)
@@ -149,3 +151,56 @@ func (s *stepCollectFacts) Run(ctx context.Context, state multistep.StateBag) mu
 }
 
 func (s *stepCollectFacts) Cleanup(multistep.StateBag) {}
+
+// running are the builds of this process, for StopBuilds.
+var running struct {
+	sync.Mutex
+	builds map[*int]context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+// errPackerGone cancels the builds that StopBuilds stops.
+var errPackerGone = errors.New("the connection to Packer ended (Packer was killed?): build stopped")
+
+// trackBuild records a running build; the returned func ends the record.
+func trackBuild(cancel context.CancelCauseFunc) func() {
+	running.Lock()
+	defer running.Unlock()
+	if running.builds == nil {
+		running.builds = map[*int]context.CancelCauseFunc{}
+	}
+	key := new(int)
+	running.builds[key] = cancel
+	running.wg.Add(1)
+	return func() {
+		running.Lock()
+		delete(running.builds, key)
+		running.Unlock()
+		running.wg.Done()
+	}
+}
+
+// StopBuilds cancels the builds still running in this process and waits up
+// to timeout for their steps' cleanup (QEMU stopped, work files removed);
+// it reports whether they all ended. The plugin's main calls it when its
+// connection to Packer has ended: normally no build runs then, but when
+// Packer was killed the process would otherwise exit in the middle of a
+// build and leave its work files behind.
+func StopBuilds(timeout time.Duration) bool {
+	running.Lock()
+	for _, cancel := range running.builds {
+		cancel(errPackerGone)
+	}
+	running.Unlock()
+	done := make(chan struct{})
+	go func() {
+		running.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
