@@ -76,11 +76,40 @@ func claimPath(image string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
-		abs = filepath.Join(dir, filepath.Base(abs))
+	return lockFile("", resolvePath(abs)), nil
+}
+
+// dirLockPath is the lock file of output_directory dir: builds hold it
+// shared while they use the directory (see stepOutputDir).
+func dirLockPath(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
 	}
-	sum := sha256.Sum256([]byte(abs))
-	return filepath.Join(os.TempDir(), "packer-cloudimg-"+hex.EncodeToString(sum[:8])+".lock"), nil
+	return lockFile("dir-", resolvePath(abs))
+}
+
+func lockFile(kind, path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return filepath.Join(os.TempDir(), "packer-cloudimg-"+kind+hex.EncodeToString(sum[:8])+".lock")
+}
+
+// resolvePath resolves the symbolic links in the longest existing ancestor
+// of the absolute path p, so that p resolves the same before and after its
+// missing directories are made.
+func resolvePath(p string) string {
+	dir, rest := filepath.Dir(p), filepath.Base(p)
+	for {
+		if r, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = parent
+	}
 }
 
 // claimImage tries to take image's claim: ok is false while another build

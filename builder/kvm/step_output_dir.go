@@ -22,9 +22,16 @@ import (
 // build cannot take, held until this build's steps are cleaned up. It is
 // also the owner record of the image's work files: with it taken, the step
 // removes the work files of killed builds (see owner.go).
+//
+// The directory itself is shared: each build holds a shared lock on it (see
+// dirLockPath) from before it makes the directory until its cleanup, and a
+// failed build that made it removes it (when empty) only with that lock
+// taken exclusively, i.e. when no other build uses it. A build refused the
+// image's name never makes the directory.
 type stepOutputDir struct {
 	created bool
 	claim   *filelock.Flock
+	dirLock *filelock.Flock
 }
 
 func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -33,11 +40,9 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	image := filepath.Join(cfg.OutputDir, cfg.VMName)
 	state.Put("image_path", image)
 
-	if _, err := os.Stat(cfg.OutputDir); errors.Is(err, fs.ErrNotExist) {
-		s.created = true
-	}
-	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
-		return halt(state, fmt.Errorf("output_directory: %w", err))
+	s.dirLock = filelock.New(dirLockPath(cfg.OutputDir))
+	if err := s.dirLock.RLock(); err != nil {
+		return halt(state, fmt.Errorf("output_directory: locking %s: %w", dirLockPath(cfg.OutputDir), err))
 	}
 	claim, ok, err := claimImage(image)
 	if err != nil {
@@ -46,6 +51,12 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 		return halt(state, fmt.Errorf("another build is writing %s right now: give each source its own vm_name (or output_directory)", image))
 	}
 	s.claim = claim
+	if _, err := os.Stat(cfg.OutputDir); errors.Is(err, fs.ErrNotExist) {
+		s.created = true
+	}
+	if err := os.MkdirAll(cfg.OutputDir, 0o755); err != nil {
+		return halt(state, fmt.Errorf("output_directory: %w", err))
+	}
 	// Work files of killed builds (see owner.go); a running build's stay.
 	removed, err := sweepOutputDir(cfg.OutputDir, cfg.VMName)
 	if len(removed) > 0 {
@@ -66,12 +77,17 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	return multistep.ActionContinue
 }
 
-// Cleanup removes the output directory if this build created it and a
-// failed or cancelled build left it empty, then gives up the name's claim.
+// Cleanup removes the output directory if this build created it, a failed
+// or cancelled build left it empty and no other build uses it, then gives
+// up the name's claim.
 func (s *stepOutputDir) Cleanup(state multistep.StateBag) {
 	if s.claim != nil {
 		defer s.claim.Unlock()
 	}
+	if s.dirLock == nil {
+		return
+	}
+	defer s.dirLock.Unlock()
 	if !s.created {
 		return
 	}
@@ -79,6 +95,11 @@ func (s *stepOutputDir) Cleanup(state multistep.StateBag) {
 	_, halted := state.GetOk(multistep.StateHalted)
 	if cancelled || halted {
 		cfg := state.Get("config").(*Config)
-		_ = os.Remove(cfg.OutputDir) // only succeeds when empty
+		// From shared to exclusive, without waiting: another build that
+		// holds it shared uses the directory.
+		_ = s.dirLock.Unlock()
+		if ok, err := s.dirLock.TryLock(); err == nil && ok {
+			_ = os.Remove(cfg.OutputDir) // only succeeds when empty
+		}
 	}
 }
