@@ -187,7 +187,10 @@ type Config struct {
 	// How long to wait for cloud-init. Default `30m`.
 	CloudInitTimeout time.Duration `mapstructure:"cloud_init_timeout"`
 	// What a "degraded" cloud-init (exit 2, cloud-init 23.4+: recoverable
-	// errors) does to the build: `warn` (default) or `fail`.
+	// errors) does to the build: `warn` (default) or `fail`. The warning, or
+	// with `fail` the error's first line, names cloud-init's own messages
+	// (from `cloud-init status --format json`, e.g. `DEPRECATED: ...`);
+	// `cloud-init status --long` and the tail of its output log follow.
 	CloudInitDegraded string `mapstructure:"cloud_init_degraded"`
 
 	ctx         interpolate.Context
