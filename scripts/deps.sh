@@ -21,11 +21,19 @@ declare -A need=(
 	[sha256sum]=coreutils
 	[git]=git
 	[isoinfo]=genisoimage
+	[genisoimage]=genisoimage
+	# libvirt, for the consumer boot with virt-install (test/e2e) and the demo
+	[virt-install]=virtinst
+	[virsh]=libvirt-daemon-system
+	[libvirtd]=libvirt-daemon-system
+	[virtlogd]=libvirt-daemon-system
+	[unshare]=util-linux
 )
 # files -> package (no command to look for)
 declare -A need_files=(
 	[/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin
 	[/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
+	[/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so]=libvirt-daemon-driver-qemu
 )
 
 missing=()

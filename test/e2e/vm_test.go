@@ -53,17 +53,99 @@ func (n netShape) String() string {
 	return "auto"
 }
 
-// vmOptions configures bootVM. The zero value is a good default: a user
-// "tester" with passwordless sudo and a fresh ed25519 key, and a fresh
-// instance-id, hostname and MAC address.
+// seedKind is the seed a VM booted by bootVM gets: the harness's own, or one
+// written the way a consumer of the image writes it. Every kind gives the
+// guest a fresh ed25519 key of the VM (vm.KeyPath); what else it gives, and
+// so what the guest must show, is in the vm's User, Hostname, InstanceID and
+// NICName (checkConsumerBoot, consumer_test.go, judges the boot by them).
+type seedKind int
+
+const (
+	// seedHarness is the harness's NoCloud seed: user-data creates
+	// vmOptions.User with passwordless sudo and the key; meta-data has the
+	// instance-id and local-hostname; network-config per vmOptions.Network.
+	seedHarness seedKind = iota
+	// seedNoCloudEmptyMeta is NoCloud with an EMPTY meta-data (no
+	// instance-id, no hostname) and no network-config, as virt-install
+	// --cloud-init and Terraform's libvirt provider 0.8 write it; user-data
+	// is the harness's (vmOptions.User). cloud-init then uses
+	// DataSourceNoCloud's default instance-id "nocloud", and the hostname
+	// stays the image's own.
+	seedNoCloudEmptyMeta
+	// seedConfigDrive is an OpenStack ConfigDrive as Proxmox (configdrive2),
+	// OpenStack and KubeVirt write it: an ISO labelled config-2 with
+	// openstack/latest/meta_data.json (uuid = the instance-id, hostname,
+	// public_keys) and network_data.json (DHCP on the NIC found by its MAC);
+	// no user_data. The key goes to the image's default user (vmOptions.User,
+	// default "debian").
+	seedConfigDrive
+	// seedNoCloudNetV1Eth0 is NoCloud in Proxmox's nocloud style: a version 1
+	// network-config naming the NIC eth0 by its MAC (DHCP, a nameserver
+	// entry), meta-data with instance-id and local-hostname, the harness's
+	// user-data. The guest's NIC must be named eth0.
+	seedNoCloudNetV1Eth0
+	// seedNoCloudDefaultUser is the example of cloud-init's NoCloud docs:
+	// meta-data instance-id iid-local01 (and local-hostname), user-data with
+	// no users list, only a top-level ssh_authorized_keys, which goes to the
+	// image's default user (vmOptions.User, default "debian").
+	seedNoCloudDefaultUser
+	// seedVirtInstall is not a seed the harness writes: the VM is created by
+	// real libvirt with `virt-install --import --cloud-init ssh-key=FILE`
+	// (vm_libvirt_test.go). virt-install 4.1's ssh-key is an alias of
+	// root-ssh-key: its user-data lists only root with the key (so the
+	// default user is not created) and its meta-data is empty (instance-id
+	// "nocloud", no hostname); it also puts "ds=nocloud" in the SMBIOS
+	// serial and takes the seed away after the first boot.
+	seedVirtInstall
+)
+
+func (k seedKind) String() string {
+	switch k {
+	case seedHarness:
+		return "harness"
+	case seedNoCloudEmptyMeta:
+		return "nocloud-empty-meta"
+	case seedConfigDrive:
+		return "configdrive"
+	case seedNoCloudNetV1Eth0:
+		return "nocloud-netv1-eth0"
+	case seedNoCloudDefaultUser:
+		return "nocloud-default-user"
+	case seedVirtInstall:
+		return "virt-install"
+	}
+	return fmt.Sprintf("seedKind(%d)", int(k))
+}
+
+// nocloudDefaultInstanceID is the instance-id cloud-init's NoCloud
+// datasource uses when meta-data has none (DataSourceNoCloud._get_data's
+// defaults, cloud-init 22.4 to 25.x).
+const nocloudDefaultInstanceID = "nocloud"
+
+// vmOptions configures bootVM. The zero value is a good default: the
+// harness's seed with a user "tester" with passwordless sudo and a fresh
+// ed25519 key, and a fresh instance-id, hostname and MAC address.
 type vmOptions struct {
-	User       string   // login user created by the seed; default "tester"
-	Hostname   string   // meta-data local-hostname; default "e2e-<random>"
-	InstanceID string   // meta-data instance-id; default "iid-e2e-<random>"
+	// Seed is the kind of seed (default seedHarness: the harness's own).
+	Seed seedKind
+	// User is the login user: the user the seed creates (seedHarness,
+	// seedNoCloudEmptyMeta, seedNoCloudNetV1Eth0; default "tester"), or the
+	// image's default user that the seed's key goes to (seedConfigDrive,
+	// seedNoCloudDefaultUser; default "debian"). seedVirtInstall ignores it:
+	// virt-install gives the key to root.
+	User string
+	// Hostname is the seed's hostname (meta-data local-hostname, ConfigDrive
+	// hostname); default "e2e-<random>". Seeds without one ignore it.
+	Hostname string
+	// InstanceID is the seed's instance-id (the ConfigDrive uuid); default
+	// "iid-e2e-<random>", a random UUID for seedConfigDrive, iid-local01 for
+	// seedNoCloudDefaultUser. Seeds without one ignore it.
+	InstanceID string
 	MAC        string   // NIC MAC address; default 52:54:00:<random>
-	Network    netShape // default netAuto
+	Network    netShape // seedHarness only; default netAuto
 	// ExtraUserData is appended to the seed's #cloud-config (top-level keys
-	// other than users and ssh_pwauth).
+	// other than users and ssh_pwauth). For seedConfigDrive it becomes the
+	// drive's user_data; seedVirtInstall ignores it.
 	ExtraUserData string
 	CPUs          int  // default 2
 	MemoryMiB     int  // default 1024
@@ -90,26 +172,41 @@ func ovmf(t testing.TB) (code, vars string) {
 }
 
 // vm is a QEMU guest booted by bootVM from an image, through a qcow2
-// overlay, with a NoCloud seed of its own (no plugin involved).
+// overlay, with a seed of its own (no plugin involved); or, for
+// seedVirtInstall, a libvirt domain made by virt-install from a copy of the
+// image.
 type vm struct {
-	t          testing.TB
-	Dir        string // kept after the run: seed files, logs, key
-	SerialLog  string // the guest's serial console
-	QemuLog    string // QEMU's own stdout/stderr
-	Overlay    string // qcow2 overlay the guest writes to (removed when the test passed)
-	KeyPath    string // the user's private key (OpenSSH format), for ssh/ansible
-	User       string
+	t         testing.TB
+	Dir       string // kept after the run: seed files, logs, key
+	SerialLog string // the guest's serial console
+	QemuLog   string // QEMU's own stdout/stderr (libvirt: its domain log)
+	Overlay   string // qcow2 the guest writes to: an overlay, or for libvirt a copy of the image (removed when the test passed)
+	KeyPath   string // the user's private key (OpenSSH format), for ssh/ansible
+	Seed      seedKind
+	User      string // the login user the seed gives the key to
+	// Hostname is the hostname the seed gives; "" when it gives none (the
+	// guest then keeps the image's own).
 	Hostname   string
-	InstanceID string
+	InstanceID string // the instance-id cloud-init must find for this seed
+	NICName    string // the NIC name the seed asks for; "" for the guest's own
 	MAC        string
 	Network    netShape
 	SSHPort    int
 	Accel      string
+	CPUs       int
+	// KnownDegraded lists substrings of cloud-init recoverable errors that
+	// the seed itself causes (not the image): checkConsumerBoot logs those
+	// instead of failing. virt-install 4.1 writes the deprecated
+	// users[].ssh-authorized-keys.
+	KnownDegraded []string
+	Started       time.Time // when QEMU (or the domain) started
+	FirstLogin    time.Time // when the first SSH login succeeded
 
 	signer  ssh.Signer
 	qmpDir  string
 	qmpSock string
-	proc    *qemuProc // the running QEMU
+	proc    *qemuProc      // the running QEMU; read it through process()
+	dom     *libvirtDomain // seedVirtInstall: the libvirt domain
 
 	mu       sync.Mutex
 	client   *ssh.Client
@@ -134,21 +231,35 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 		t.Fatalf("bootVM: %v", err)
 	}
 	if opts.User == "" {
-		opts.User = "tester"
+		switch opts.Seed {
+		case seedConfigDrive, seedNoCloudDefaultUser:
+			opts.User = "debian"
+		default:
+			opts.User = "tester"
+		}
 	}
 	suffix := randHex(3)
 	if opts.Hostname == "" {
 		opts.Hostname = "e2e-" + suffix
 	}
 	if opts.InstanceID == "" {
-		opts.InstanceID = "iid-e2e-" + suffix + randHex(3)
+		switch opts.Seed {
+		case seedConfigDrive:
+			opts.InstanceID = randUUID()
+		case seedNoCloudDefaultUser:
+			opts.InstanceID = "iid-local01"
+		default:
+			opts.InstanceID = "iid-e2e-" + suffix + randHex(3)
+		}
 	}
 	if opts.MAC == "" {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
 		opts.MAC = fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
 	}
-	if opts.Network == netAuto {
+	if opts.Seed != seedHarness {
+		opts.Network = netNone // the seed kind decides
+	} else if opts.Network == netAuto {
 		if netShapeCounter.Add(1)%2 == 1 {
 			opts.Network = netMatchMAC
 		} else {
@@ -169,15 +280,29 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 		QemuLog:    filepath.Join(dir, "qemu.log"),
 		Overlay:    filepath.Join(dir, "overlay.qcow2"),
 		KeyPath:    filepath.Join(dir, "id_ed25519"),
+		Seed:       opts.Seed,
 		User:       opts.User,
 		Hostname:   opts.Hostname,
 		InstanceID: opts.InstanceID,
 		MAC:        opts.MAC,
 		Network:    opts.Network,
 		Accel:      accelerator(),
+		CPUs:       opts.CPUs,
+	}
+	switch opts.Seed {
+	case seedNoCloudEmptyMeta:
+		v.Hostname, v.InstanceID = "", nocloudDefaultInstanceID
+	case seedNoCloudNetV1Eth0:
+		v.NICName = "eth0"
+	case seedVirtInstall:
+		v.User, v.Hostname, v.InstanceID = "root", "", nocloudDefaultInstanceID
+		v.KnownDegraded = []string{"users.0.ssh-authorized-keys"}
+		v.QemuLog = ""
 	}
 
-	v.createOverlay(img)
+	if opts.Seed != seedVirtInstall {
+		v.createOverlay(img)
+	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -197,6 +322,10 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 	writeFile(t, v.KeyPath, pem.EncodeToMemory(pemBlock), 0o600)
 	writeFile(t, v.KeyPath+".pub", []byte(authorized+" e2e\n"), 0o644)
 
+	if opts.Seed == seedVirtInstall {
+		v.bootLibvirt(img, opts)
+		return v
+	}
 	seed := v.writeSeed(opts, authorized)
 
 	v.qmpDir, err = os.MkdirTemp("", "e2e-qmp-") // unix socket paths are short
@@ -221,8 +350,8 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 	})
 
 	v.start(opts, seed)
-	t.Logf("VM booting %s (overlay), accel %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
-		img, v.Accel, v.User, v.SSHPort, v.Hostname, v.InstanceID, v.MAC, v.Network, dir)
+	t.Logf("VM booting %s (overlay), accel %s, %d vCPU, seed %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
+		img, v.Accel, v.CPUs, v.Seed, v.User, v.SSHPort, orNone(v.Hostname), v.InstanceID, v.MAC, v.Network, dir)
 	if !opts.NoWaitSSH {
 		if err := v.waitSSH(); err != nil {
 			t.Fatalf("SSH: %v", err)
@@ -260,16 +389,28 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// writeSeed writes user-data, meta-data and (maybe) network-config and makes
-// the cidata ISO from them with genisoimage; it returns the ISO's path.
-func (v *vm) writeSeed(opts vmOptions, authorizedKey string) string {
-	t := v.t
-	t.Helper()
-	seedDir := filepath.Join(v.Dir, "seed")
-	if err := os.MkdirAll(seedDir, 0o755); err != nil {
-		t.Fatal(err)
+// orNone is s, or "(none)" when s is empty.
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
 	}
-	userData := fmt.Sprintf(`#cloud-config
+	return s
+}
+
+// randUUID returns a random (version 4) UUID.
+func randUUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// harnessUserData is the #cloud-config of the harness's seed: it creates
+// user with passwordless sudo and the key, then opts.ExtraUserData.
+func harnessUserData(opts vmOptions, authorizedKey string) string {
+	return fmt.Sprintf(`#cloud-config
 users:
   - name: %s
     shell: /bin/bash
@@ -278,30 +419,109 @@ users:
     ssh_authorized_keys:
       - %s
 ssh_pwauth: false
-`, opts.User, authorizedKey)
-	if opts.ExtraUserData != "" {
-		userData += strings.TrimSpace(opts.ExtraUserData) + "\n"
+`, opts.User, authorizedKey) + extraUserData(opts)
+}
+
+func extraUserData(opts vmOptions) string {
+	if opts.ExtraUserData == "" {
+		return ""
 	}
-	metaData := fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", opts.InstanceID, opts.Hostname)
-	files := []string{"user-data", "meta-data"}
-	writeFile(t, filepath.Join(seedDir, "user-data"), []byte(userData), 0o644)
-	writeFile(t, filepath.Join(seedDir, "meta-data"), []byte(metaData), 0o644)
-	if opts.Network == netMatchMAC {
-		// Quoted: an unquoted MAC can read as a sexagesimal number in YAML 1.1.
-		netCfg := fmt.Sprintf(`version: 1
+	return strings.TrimSpace(opts.ExtraUserData) + "\n"
+}
+
+// writeSeed writes the seed's files for opts.Seed into <dir>/seed and makes
+// the ISO from them with genisoimage (Joliet + Rock Ridge, as cloud-init
+// needs and the consumers' tools write it); it returns the ISO's path.
+func (v *vm) writeSeed(opts vmOptions, authorizedKey string) string {
+	t := v.t
+	t.Helper()
+	seedDir := filepath.Join(v.Dir, "seed")
+	if err := os.MkdirAll(seedDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put := func(name, content string) {
+		p := filepath.Join(seedDir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, p, []byte(content), 0o644)
+	}
+	mac := strings.ToLower(opts.MAC)
+	label := "cidata"
+	switch opts.Seed {
+	case seedHarness:
+		put("user-data", harnessUserData(opts, authorizedKey))
+		put("meta-data", fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", opts.InstanceID, opts.Hostname))
+		if opts.Network == netMatchMAC {
+			// Quoted: an unquoted MAC can read as a sexagesimal number in YAML 1.1.
+			put("network-config", fmt.Sprintf(`version: 1
 config:
   - type: physical
     name: eth0
     mac_address: "%s"
     subnets:
       - type: dhcp
-`, strings.ToLower(opts.MAC))
-		writeFile(t, filepath.Join(seedDir, "network-config"), []byte(netCfg), 0o644)
-		files = append(files, "network-config")
+`, mac))
+		}
+	case seedNoCloudEmptyMeta:
+		put("user-data", harnessUserData(opts, authorizedKey))
+		put("meta-data", "")
+	case seedNoCloudNetV1Eth0:
+		put("user-data", harnessUserData(opts, authorizedKey))
+		put("meta-data", fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", opts.InstanceID, opts.Hostname))
+		// As Proxmox VE writes it (PVE::QemuServer::Cloudinit, nocloud);
+		// 10.0.2.3 is QEMU's user-network DNS address inside the guest.
+		put("network-config", fmt.Sprintf(`version: 1
+config:
+    - type: physical
+      name: eth0
+      mac_address: '%s'
+      subnets:
+      - type: dhcp4
+    - type: nameserver
+      address:
+      - '10.0.2.3'
+      search:
+      - 'example.invalid'
+`, mac))
+	case seedNoCloudDefaultUser:
+		put("user-data", "#cloud-config\nssh_authorized_keys:\n  - "+authorizedKey+"\n"+extraUserData(opts))
+		put("meta-data", fmt.Sprintf("instance-id: %s\nlocal-hostname: %s\n", opts.InstanceID, opts.Hostname))
+	case seedConfigDrive:
+		label = "config-2"
+		md, err := json.MarshalIndent(map[string]any{
+			"uuid":              opts.InstanceID,
+			"name":              opts.Hostname,
+			"hostname":          opts.Hostname,
+			"availability_zone": "nova",
+			"launch_index":      0,
+			"public_keys":       map[string]string{"e2e": authorizedKey},
+		}, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd, err := json.MarshalIndent(map[string]any{
+			"links": []map[string]any{{
+				"id": "tap0", "type": "phy", "ethernet_mac_address": mac, "mtu": 1500,
+			}},
+			"networks": []map[string]any{{
+				"id": "network0", "type": "ipv4_dhcp", "link": "tap0", "network_id": randUUID(),
+			}},
+			"services": []map[string]any{{"type": "dns", "address": "10.0.2.3"}},
+		}, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		put("openstack/latest/meta_data.json", string(md)+"\n")
+		put("openstack/latest/network_data.json", string(nd)+"\n")
+		if ud := extraUserData(opts); ud != "" {
+			put("openstack/latest/user_data", "#cloud-config\n"+ud)
+		}
+	default:
+		t.Fatalf("writeSeed: seed kind %s is not written by the harness", opts.Seed)
 	}
 	iso := filepath.Join(v.Dir, "seed.iso")
-	args := append([]string{"-quiet", "-output", iso, "-volid", "cidata", "-joliet", "-rock"}, files...)
-	if out, err := runLogged(seedDir, nil, "genisoimage", args...); err != nil {
+	if out, err := runLogged(seedDir, nil, "genisoimage", "-quiet", "-output", iso, "-volid", label, "-joliet", "-rock", "."); err != nil {
 		t.Fatalf("genisoimage: %v\n%s", err, out)
 	}
 	return iso
@@ -389,7 +609,8 @@ func (v *vm) start(opts vmOptions, seed string) {
 		}()
 		err = waitQMP(v.qmpSock, p.exited, time.Minute)
 		if err == nil {
-			v.proc, v.SSHPort = p, port
+			v.setProcess(p)
+			v.SSHPort, v.Started = port, time.Now()
 			return
 		}
 		select {
@@ -463,10 +684,13 @@ func isHarnessVM(pid int) bool {
 	return false
 }
 
+// killAllVMs kills the QEMU processes and libvirt domains that outlived
+// their test (and stops the libvirt daemons this binary started); it
+// returns how many VMs there were.
 func killAllVMs() int {
+	n := killLibvirtDomains()
 	liveVMs.Lock()
 	defer liveVMs.Unlock()
-	n := 0
 	for c := range liveVMs.m {
 		if c.Process.Kill() == nil {
 			n++
@@ -559,7 +783,21 @@ func waitQMP(sock string, exited <-chan struct{}, timeout time.Duration) error {
 // ------------------------------------------------------------ lifecycle --
 
 // Exited is closed when QEMU has exited.
-func (v *vm) Exited() <-chan struct{} { return v.proc.exited }
+func (v *vm) Exited() <-chan struct{} { return v.process().exited }
+
+// process is the guest's current QEMU process (a libvirt domain gets a new
+// one when it is started again).
+func (v *vm) process() *qemuProc {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.proc
+}
+
+func (v *vm) setProcess(p *qemuProc) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.proc = p
+}
 
 // Stop powers the guest off by ACPI (QMP system_powerdown) and waits for
 // QEMU to exit, killing it after 60 s. It is idempotent and registered
@@ -572,7 +810,11 @@ func (v *vm) Stop() error {
 			v.client = nil
 		}
 		v.mu.Unlock()
-		p := v.proc
+		if v.dom != nil {
+			v.stopErr = v.dom.stop(v)
+			return
+		}
+		p := v.process()
 		if p == nil {
 			return
 		}
@@ -658,6 +900,11 @@ func (v *vm) waitSSH() error {
 	if _, err := v.connected(sshBootDeadline); err != nil {
 		return err
 	}
+	v.mu.Lock()
+	if v.FirstLogin.IsZero() {
+		v.FirstLogin = time.Now()
+	}
+	v.mu.Unlock()
 	v.t.Logf("SSH login as %s after %s (host key %s %s)", v.User, time.Since(start).Round(100*time.Millisecond), v.HostKey().Type(), ssh.FingerprintSHA256(v.HostKey()))
 	return nil
 }
@@ -729,11 +976,12 @@ func (v *vm) dial(deadline time.Time) (*ssh.Client, error) {
 	}
 	var lastErr error
 	attempts := 0
+	p := v.process()
 	for {
 		select {
-		case <-v.proc.exited:
+		case <-p.exited:
 			return nil, fmt.Errorf("QEMU exited (%v) while waiting for SSH; last error: %v\nlast lines of %s:\n%s",
-				v.proc.err, lastErr, v.SerialLog, tailFile(v.SerialLog, 40))
+				p.err, lastErr, v.SerialLog, tailFile(v.SerialLog, 40))
 		default:
 		}
 		if err := v.checkPanic(); err != nil {
@@ -760,7 +1008,7 @@ func (v *vm) dial(deadline time.Time) (*ssh.Client, error) {
 			return nil, fmt.Errorf("no SSH login as %s on %s after %d attempts; last error: %v", v.User, addr, attempts, lastErr)
 		}
 		select {
-		case <-v.proc.exited:
+		case <-p.exited:
 		case <-time.After(sshPoll):
 		}
 	}
@@ -871,12 +1119,21 @@ func (v *vm) mustRun(cmd string, idempotent bool) string {
 	v.t.Helper()
 	stdout, stderr, exit, err := v.runFull(cmd, idempotent, defaultCmdTimeout)
 	if err != nil {
-		v.t.Fatalf("guest %s: %q: %v", v.Hostname, cmd, err)
+		v.t.Fatalf("guest %s: %q: %v", v.label(), cmd, err)
 	}
 	if exit != 0 {
-		v.t.Fatalf("guest %s: %q exited %d\nstdout:\n%s\nstderr:\n%s", v.Hostname, cmd, exit, stdout, stderr)
+		v.t.Fatalf("guest %s: %q exited %d\nstdout:\n%s\nstderr:\n%s", v.label(), cmd, exit, stdout, stderr)
 	}
 	return stdout
+}
+
+// label names the guest in messages: its hostname, or its seed and port
+// when the seed gives no hostname.
+func (v *vm) label() string {
+	if v.Hostname != "" {
+		return v.Hostname
+	}
+	return fmt.Sprintf("%s@127.0.0.1:%d", v.Seed, v.SSHPort)
 }
 
 // MustRun runs cmd once and fails the test unless it exits 0; it returns stdout.
@@ -940,6 +1197,9 @@ func (v *vm) Reboot() {
 		v.dropClient(c)
 	}
 	deadline := time.Now().Add(sshBootDeadline)
+	if v.dom != nil {
+		v.dom.afterGuestReboot(v, deadline)
+	}
 	for {
 		// A login can still reach the old boot while it shuts down.
 		_, err := v.connected(time.Until(deadline))

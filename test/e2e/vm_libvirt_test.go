@@ -1,0 +1,561 @@
+//go:build e2e
+
+package e2e
+
+// The libvirt side of the VM harness: bootVM with seedVirtInstall creates
+// the guest the way a libvirt user does, with
+//
+//	virt-install --import --cloud-init ssh-key=FILE …
+//
+// on qemu:///system, from a copy of the image that libvirt-qemu can read.
+// The guest is reached as every harness guest is, over an SSH forward on
+// 127.0.0.1: virt-install's --network none plus a QEMU user-mode NIC with
+// restrict=on and a hostfwd through --qemu-commandline (no libvirt network,
+// no bridge, no address off the loopback; libvirt 9.0's own user/passt
+// interface would let the guest reach out).
+//
+// Without a service manager nothing runs libvirtd: when qemu:///system does
+// not answer, useLibvirt starts virtlogd and libvirtd as children of the
+// test binary and stops them (by their PIDs) when the last test that needed
+// them is done. Domains are shut down and undefined when their test ends.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const libvirtURI = "qemu:///system"
+
+// virsh runs `virsh -c qemu:///system args…` (2 minutes at most) and
+// returns its trimmed combined output.
+func virsh(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "virsh", append([]string{"-c", libvirtURI}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// libvirtAnswers reports whether a libvirtd answers on qemu:///system.
+func libvirtAnswers() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, "virsh", "-c", libvirtURI, "version").Run() == nil
+}
+
+// daemon is a libvirt daemon this test binary started (in the foreground,
+// as its child).
+type daemon struct {
+	name   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func startDaemon(name, logPath string, argv ...string) (*daemon, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	// If the test binary dies, so does the daemon.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	d := &daemon{name: name, cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(d.exited)
+	}()
+	return d, nil
+}
+
+// stop sends the daemon SIGTERM and waits for it (SIGKILL after 30 s).
+func (d *daemon) stop() error {
+	select {
+	case <-d.exited:
+		return nil
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+		return fmt.Errorf("%s (pid %d) did not stop within 30 s of SIGTERM; killed", d.name, d.cmd.Process.Pid)
+	}
+}
+
+var libvirtState struct {
+	sync.Mutex
+	users   int       // tests using libvirt right now
+	started []*daemon // the daemons this binary started, in start order
+}
+
+// useLibvirt makes sure a libvirtd answers on qemu:///system while the test
+// runs: it uses the one that answers, or starts virtlogd and libvirtd and
+// stops them again when the last test using them is done.
+func useLibvirt(t testing.TB) {
+	t.Helper()
+	for _, p := range []string{"virsh", "virt-install", "libvirtd", "virtlogd"} {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("%s not found: install libvirt-daemon-system libvirt-daemon-driver-qemu virtinst (make deps)", p)
+		}
+	}
+	libvirtState.Lock()
+	defer libvirtState.Unlock()
+	if libvirtState.users == 0 && len(libvirtState.started) == 0 && !libvirtAnswers() {
+		start := time.Now()
+		if err := startLibvirt(); err != nil {
+			stopLibvirtDaemons(t.Logf)
+			t.Fatalf("libvirt: %v", err)
+		}
+		t.Logf("libvirt: started virtlogd/libvirtd for the test (%s; logs in %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(suite.work, "libvirt"))
+	}
+	libvirtState.users++
+	t.Cleanup(func() {
+		libvirtState.Lock()
+		defer libvirtState.Unlock()
+		libvirtState.users--
+		if libvirtState.users == 0 {
+			stopLibvirtDaemons(t.Logf)
+		}
+	})
+}
+
+// stopLibvirtDaemons stops the daemons this binary started, newest first.
+// The caller holds libvirtState.
+func stopLibvirtDaemons(logf func(string, ...any)) {
+	for i := len(libvirtState.started) - 1; i >= 0; i-- {
+		d := libvirtState.started[i]
+		if err := d.stop(); err != nil {
+			logf("libvirt: %v", err)
+		} else {
+			logf("libvirt: stopped %s (pid %d)", d.name, d.cmd.Process.Pid)
+		}
+	}
+	libvirtState.started = nil
+}
+
+// startLibvirt starts virtlogd (unless one listens) and libvirtd, and waits
+// until qemu:///system answers. The caller holds libvirtState.
+//
+// Where /dev/kvm exists but is no usable KVM (accelerator() is tcg), libvirt
+// 9.0 re-probes QEMU's capabilities on every lookup (its probe opens
+// /dev/kvm with CAP_DAC_OVERRIDE and sees KVM, its check as libvirt-qemu
+// does not), which makes a virt-install take minutes. libvirtd then runs in
+// a private mount namespace where /dev/kvm is an unreadable regular file
+// (probe and check agree: no KVM) and qemu.conf has `namespaces = [ ]` (its
+// per-domain /dev would have to move that mount). Nothing outside the
+// daemon's namespace changes.
+func startLibvirt() error {
+	// A libvirt network set to autostart would come up with libvirtd: a
+	// bridge with a private-range address, which the tests must not make.
+	if ents, _ := os.ReadDir("/etc/libvirt/qemu/networks/autostart"); len(ents) > 0 {
+		return fmt.Errorf("libvirt networks are set to autostart (/etc/libvirt/qemu/networks/autostart: %s); the tests do not start libvirtd with them: run `virsh net-autostart --disable NAME` or start libvirtd yourself", ents[0].Name())
+	}
+	dir := filepath.Join(suite.work, "libvirt")
+	for _, d := range []string{dir, "/var/log/libvirt", "/var/run/libvirt"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if !unixAnswers("/run/libvirt/virtlogd-sock") {
+		d, err := startDaemon("virtlogd", filepath.Join(dir, "virtlogd.log"), "virtlogd")
+		if err != nil {
+			return err
+		}
+		libvirtState.started = append(libvirtState.started, d)
+		if err := waitFor(20*time.Second, d.exited, func() bool { return unixAnswers("/run/libvirt/virtlogd-sock") }); err != nil {
+			return fmt.Errorf("virtlogd: %v\n%s", err, tailFile(filepath.Join(dir, "virtlogd.log"), 20))
+		}
+	}
+	argv := []string{"libvirtd"}
+	if _, err := os.Stat("/dev/kvm"); err == nil && accelerator() == "tcg" {
+		noKVM := filepath.Join(dir, "no-kvm")
+		writeFile0(noKVM, nil, 0)
+		conf, err := os.ReadFile("/etc/libvirt/qemu.conf")
+		if err != nil {
+			return err
+		}
+		qemuConf := filepath.Join(dir, "qemu.conf")
+		conf = append(conf, "\n# cloudimg e2e: no per-domain /dev (it would have to move the /dev/kvm mount)\nnamespaces = [ ]\n"...)
+		if err := os.WriteFile(qemuConf, conf, 0o600); err != nil {
+			return err
+		}
+		argv = []string{"unshare", "--mount", "--propagation", "private", "sh", "-c",
+			`mount --bind "$1" /dev/kvm && mount --bind "$2" /etc/libvirt/qemu.conf && exec libvirtd`,
+			"sh", noKVM, qemuConf}
+	}
+	d, err := startDaemon("libvirtd", filepath.Join(dir, "libvirtd.log"), argv...)
+	if err != nil {
+		return err
+	}
+	libvirtState.started = append(libvirtState.started, d)
+	if err := waitFor(2*time.Minute, d.exited, libvirtAnswers); err != nil {
+		return fmt.Errorf("libvirtd (%s): %v\n%s", strings.Join(argv, " "), err, tailFile(filepath.Join(dir, "libvirtd.log"), 20))
+	}
+	return nil
+}
+
+// writeFile0 writes a file with the given mode, ignoring the umask.
+func writeFile0(path string, b []byte, mode os.FileMode) {
+	_ = os.WriteFile(path, b, 0o600)
+	_ = os.Chmod(path, mode)
+}
+
+// unixAnswers reports whether something accepts connections on the socket.
+func unixAnswers(path string) bool {
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// waitFor polls ok every 250 ms until it is true, exited is closed, or
+// timeout has passed.
+func waitFor(timeout time.Duration, exited <-chan struct{}, ok func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if ok() {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("it exited")
+		case <-time.After(250 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s", timeout)
+		}
+	}
+}
+
+// libvirtDomain is the libvirt domain of a seedVirtInstall VM.
+type libvirtDomain struct {
+	name string
+	// onRebootDestroy: the running definition stops the domain when the
+	// guest reboots. virt-install starts a --cloud-init domain with such a
+	// first-boot definition (its seed and SMBIOS serial attached) and
+	// defines the lasting one (without them, on_reboot=restart) beside it.
+	onRebootDestroy bool
+}
+
+// live libvirt domains (name → QEMU pid), destroyed by killAllVMs if a test
+// left one behind.
+var liveDomains struct {
+	sync.Mutex
+	m map[string]int
+}
+
+// bootLibvirt creates and starts v's domain with virt-install, from a copy
+// of img, and (unless opts.NoWaitSSH) waits until root can log in with the
+// VM's key.
+func (v *vm) bootLibvirt(img string, opts vmOptions) {
+	t := v.t
+	t.Helper()
+	if opts.UEFI {
+		t.Fatal("bootVM: seedVirtInstall boots with the BIOS only")
+	}
+	useLibvirt(t)
+	d := &libvirtDomain{name: "cloudimg-e2e-" + randHex(4)}
+	v.dom = d
+	v.QemuLog = "/var/log/libvirt/qemu/" + d.name + ".log"
+
+	// libvirt-qemu must be able to read the disk (libvirt chowns the file
+	// itself, not the directories above it) and every backing file: a
+	// standalone copy, where libvirt-qemu can reach it.
+	v.Overlay = filepath.Join(v.Dir, "disk.qcow2")
+	if !othersCanTraverse(v.Dir) {
+		v.Overlay = filepath.Join("/var/lib/libvirt/images", d.name+".qcow2")
+	}
+	for _, p := range []string{v.Overlay, v.SerialLog, v.KeyPath} {
+		if strings.Contains(p, ",") {
+			t.Fatalf("bootVM: virt-install cannot take the path %q (a comma)", p)
+		}
+	}
+	start := time.Now()
+	if err := copyFile(img, v.Overlay); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("copied the image to %s for libvirt (%s)", v.Overlay, time.Since(start).Round(100*time.Millisecond))
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			if s := tailFile(v.SerialLog, 60); s != "" {
+				t.Logf("test failed; last 60 lines of %s:\n%s", v.SerialLog, s)
+			}
+			if s := tailFile(v.QemuLog, 10); s != "" {
+				t.Logf("last lines of %s:\n%s", v.QemuLog, s)
+			}
+		}
+		if err := v.Stop(); err != nil {
+			t.Logf("stopping the VM: %v", err)
+		}
+		if !t.Failed() || strings.HasPrefix(v.Overlay, "/var/lib/libvirt/") {
+			os.Remove(v.Overlay)
+		}
+	})
+
+	virtType, cpu := "qemu", cpuModel(v.Accel)
+	if v.Accel == "kvm" {
+		virtType, cpu = "kvm", "host-passthrough"
+	}
+	logPath := filepath.Join(v.Dir, "virt-install.log")
+	var lastOut string
+	for attempt := 1; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := []string{
+			"--connect", libvirtURI, "--name", d.name,
+			"--virt-type", virtType, "--osinfo", "linux2022",
+			"--memory", strconv.Itoa(opts.MemoryMiB), "--vcpus", strconv.Itoa(opts.CPUs), "--cpu", cpu,
+			"--import", "--disk", "path=" + v.Overlay + ",format=qcow2,bus=virtio",
+			"--cloud-init", "ssh-key=" + v.KeyPath + ".pub",
+			"--network", "none",
+			// q35 puts libvirt's PCIe root ports at 00:01.x: the NIC gets its own slot.
+			// (= form: argparse takes a separate value starting with "-" for an option)
+			fmt.Sprintf("--qemu-commandline=-netdev user,id=e2enet0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22 "+
+				"-device virtio-net-pci,netdev=e2enet0,mac=%s,bus=pcie.0,addr=0x10", port, v.MAC),
+			"--serial", "file,path=" + v.SerialLog,
+			"--graphics", "none", "--noautoconsole",
+		}
+		writeFile(t, filepath.Join(v.Dir, "virt-install.cmdline"), []byte(shellQuote(append([]string{"virt-install"}, args...))+"\n"), 0o644)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		begin := time.Now()
+		out, err := exec.CommandContext(ctx, "virt-install", args...).CombinedOutput()
+		cancel()
+		appendFile(logPath, fmt.Sprintf("== attempt %d, %s\n%s\n", attempt, time.Since(begin).Round(100*time.Millisecond), out))
+		if err == nil {
+			v.SSHPort, v.Started = port, time.Now()
+			t.Logf("virt-install created and started domain %s in %s", d.name, time.Since(begin).Round(100*time.Millisecond))
+			break
+		}
+		lastOut = string(out) + tailFile(v.QemuLog, 5)
+		if _, e := virsh("dominfo", d.name); e == nil {
+			_, _ = virsh("destroy", d.name)
+			_, _ = virsh("undefine", d.name)
+		}
+		if attempt < 5 && (strings.Contains(lastOut, "hostfwd") || strings.Contains(lastOut, "host forwarding")) {
+			t.Logf("QEMU could not forward port %d (attempt %d), trying another", port, attempt)
+			continue
+		}
+		t.Fatalf("virt-install: %v\n%s", err, lastOut)
+	}
+	if err := d.attach(v); err != nil {
+		t.Fatalf("libvirt domain %s: %v", d.name, err)
+	}
+	t.Logf("VM booting %s (libvirt domain %s, copy %s), virt %s, %d vCPU, seed %s, ssh %s@127.0.0.1:%d, MAC %s, on_reboot %s; serial %s",
+		img, d.name, v.Overlay, virtType, v.CPUs, v.Seed, v.User, v.SSHPort, v.MAC,
+		map[bool]string{true: "destroy", false: "restart"}[d.onRebootDestroy], v.SerialLog)
+	if !opts.NoWaitSSH {
+		if err := v.waitSSH(); err != nil {
+			t.Fatalf("SSH: %v", err)
+		}
+	}
+}
+
+var onRebootRe = regexp.MustCompile(`<on_reboot>\s*(\w+)\s*</on_reboot>`)
+
+// attach reads the running domain's definition (kept in the test dir) and
+// QEMU's PID, and watches that process.
+func (d *libvirtDomain) attach(v *vm) error {
+	live, err := virsh("dumpxml", d.name)
+	if err != nil {
+		return fmt.Errorf("virsh dumpxml: %v: %s", err, live)
+	}
+	writeFile(v.t, filepath.Join(v.Dir, "domain-running.xml"), []byte(live+"\n"), 0o644)
+	if inactive, err := virsh("dumpxml", "--inactive", d.name); err == nil {
+		writeFile(v.t, filepath.Join(v.Dir, "domain-defined.xml"), []byte(inactive+"\n"), 0o644)
+	}
+	m := onRebootRe.FindStringSubmatch(live)
+	d.onRebootDestroy = m != nil && m[1] == "destroy"
+	b, err := os.ReadFile("/run/libvirt/qemu/" + d.name + ".pid")
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("QEMU pid file: %v", err)
+	}
+	liveDomains.Lock()
+	if liveDomains.m == nil {
+		liveDomains.m = map[string]int{}
+	}
+	liveDomains.m[d.name] = pid
+	liveDomains.Unlock()
+	v.setProcess(watchPID(pid))
+	return nil
+}
+
+// watchPID returns a qemuProc whose exited channel is closed once pid (not
+// a child of ours) is gone or a zombie.
+func watchPID(pid int) *qemuProc {
+	p := &qemuProc{exited: make(chan struct{})}
+	go func() {
+		for pidAlive(pid) {
+			time.Sleep(500 * time.Millisecond)
+		}
+		close(p.exited)
+	}()
+	return p
+}
+
+func pidAlive(pid int) bool {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	return i < 0 || !strings.HasPrefix(strings.TrimSpace(string(st[i+1:])), "Z")
+}
+
+// afterGuestReboot is called by vm.Reboot once the guest was told to
+// reboot. A domain still on virt-install's first-boot definition is
+// stopped by libvirt; it is then started again with `virsh start`, as its
+// user would (the lasting definition: no seed, no SMBIOS serial).
+func (d *libvirtDomain) afterGuestReboot(v *vm, deadline time.Time) {
+	v.t.Helper()
+	if !d.onRebootDestroy {
+		return
+	}
+	select {
+	case <-v.process().exited:
+	case <-time.After(time.Until(deadline)):
+		v.t.Fatalf("libvirt did not stop domain %s at the guest's reboot (on_reboot destroy)", d.name)
+	}
+	// QEMU is gone; libvirt marks the domain shut off a moment later.
+	if err := waitFor(time.Minute, nil, func() bool { st, _ := virsh("domstate", d.name); return st == "shut off" }); err != nil {
+		st, _ := virsh("domstate", d.name)
+		v.t.Fatalf("domain %s: QEMU exited at the guest's reboot, but libvirt says %q: %v", d.name, st, err)
+	}
+	out, err := virsh("start", d.name)
+	if err != nil {
+		v.t.Fatalf("virsh start %s: %v: %s", d.name, err, out)
+	}
+	v.t.Logf("libvirt stopped domain %s at the guest's reboot (virt-install's first-boot definition has on_reboot=destroy); started it again with virsh start", d.name)
+	if err := d.attach(v); err != nil {
+		v.t.Fatalf("libvirt domain %s: %v", d.name, err)
+	}
+}
+
+// stop shuts the domain down by ACPI (virsh shutdown; virsh destroy after
+// 60 s) and undefines it.
+func (d *libvirtDomain) stop(v *vm) error {
+	var errs []string
+	if p := v.process(); p != nil {
+		select {
+		case <-p.exited:
+		default:
+			start := time.Now()
+			if out, err := virsh("shutdown", d.name); err != nil {
+				v.t.Logf("virsh shutdown %s: %v: %s", d.name, err, out)
+			}
+			select {
+			case <-p.exited:
+				v.t.Logf("VM powered off in %s", time.Since(start).Round(100*time.Millisecond))
+			case <-time.After(60 * time.Second):
+				if out, err := virsh("destroy", d.name); err != nil {
+					errs = append(errs, fmt.Sprintf("virsh destroy: %v: %s", err, out))
+				}
+				select {
+				case <-p.exited:
+				case <-time.After(30 * time.Second):
+				}
+				errs = append(errs, "the guest did not power off within 60 s of virsh shutdown; the domain was destroyed")
+			}
+		}
+	}
+	if out, err := virsh("undefine", d.name); err != nil && !strings.Contains(out, "failed to get domain") {
+		errs = append(errs, fmt.Sprintf("virsh undefine %s: %v: %s", d.name, err, out))
+	}
+	liveDomains.Lock()
+	delete(liveDomains.m, d.name)
+	liveDomains.Unlock()
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// killLibvirtDomains destroys and undefines the domains a test left behind
+// (killing their QEMU when virsh cannot), then stops the daemons this
+// binary started; it returns the number of domains.
+func killLibvirtDomains() int {
+	liveDomains.Lock()
+	n := 0
+	for name, pid := range liveDomains.m {
+		if _, err := virsh("destroy", name); err != nil && pidAlive(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		_, _ = virsh("undefine", name)
+		n++
+	}
+	liveDomains.m = nil
+	liveDomains.Unlock()
+	libvirtState.Lock()
+	stopLibvirtDaemons(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) })
+	libvirtState.Unlock()
+	return n
+}
+
+// othersCanTraverse reports whether every directory from / down to dir can
+// be searched by any user (libvirt-qemu).
+func othersCanTraverse(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s to %s: %w", src, dst, err)
+	}
+	return out.Close()
+}
+
+func appendFile(path, s string) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(s)
+}
