@@ -43,6 +43,11 @@ type ApplyOptions struct {
 	ExtraPaths    []string // validated by checkExtraPath
 	ShutdownAfter bool
 	ShutdownDelay time.Duration
+
+	// NICMACs are the MAC addresses of the build VM's NICs
+	// (Collected.MACs): the network check fails if a file under /etc or in
+	// networkd's or NetworkManager's state under /var/lib still names one.
+	NICMACs []string
 }
 
 // Bundle is what goes to the guest's temporary directory: the apply script,
@@ -92,6 +97,12 @@ type applyData struct {
 	EtcWrite        []fileChange // /etc paths to rewrite
 	EtcExpect       []fileChange // files that must still be as read (Path, OldSHA)
 	EtcVerify       []fileChange // the results (Path, NewSHA)
+
+	// The search for what still names the build: its host names under
+	// /etc, its NICs' MAC addresses there and in the network state.
+	Search   bool   // there is something to look for
+	MACs     string // the NICs' MAC addresses, space-separated
+	MACShown string // "MAC address <a>" or "MAC addresses <a>, <b>", for the report
 }
 
 // inlineFile is a file the apply script writes into its directory.
@@ -206,6 +217,20 @@ func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string,
 			return nil, err
 		}
 	}
+	for _, m := range opts.NICMACs {
+		if !macRE.MatchString(m) {
+			return nil, fmt.Errorf("apply: %q is not a MAC address", m)
+		}
+	}
+	d.MACs = strings.Join(opts.NICMACs, " ")
+	switch len(opts.NICMACs) {
+	case 0:
+	case 1:
+		d.MACShown = "MAC address " + opts.NICMACs[0]
+	default:
+		d.MACShown = "MAC addresses " + strings.Join(opts.NICMACs, ", ")
+	}
+	d.Search = d.HostNames != "" || d.MACs != ""
 
 	for _, name := range sortedKeys(b.Files) {
 		d.Inline = append(d.Inline, inlineFile{Name: name, Base64: base64.StdEncoding.EncodeToString(b.Files[name])})

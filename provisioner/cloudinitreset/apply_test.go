@@ -94,19 +94,21 @@ func TestApplyGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dry := defaultOptions()
+	base := defaultOptions()
+	base.NICMACs = []string{buildMAC}
+	dry := base
 	dry.DryRun = true
 	all := ApplyOptions{
 		Nonce: "n0nce", MachineID: MachineIDUninitialized, KeepPasswdBackups: true, RemoveCloudSeed: true,
 		CleanApt: true, CleanJournal: true, ExtraPaths: []string{"/var/log/installer/*.log", "/srv/it's here"},
-		ShutdownAfter: true, ShutdownDelay: 7 * time.Second,
+		ShutdownAfter: true, ShutdownDelay: 7 * time.Second, NICMACs: []string{buildMAC, "52:54:00:00:00:02"},
 	}
 	for _, tc := range []struct {
 		name  string
 		opts  ApplyOptions
 		saved bool // the seed's copy of /etc/hostname and /etc/hosts is there
 	}{
-		{"apply-default.sh", defaultOptions(), true},
+		{"apply-default.sh", base, true},
 		{"apply-dry-run.sh", dry, true},
 		{"apply-options.sh", all, false},
 	} {
@@ -192,6 +194,8 @@ func TestBuildApplyErrors(t *testing.T) {
 		"extra path":     func(o *ApplyOptions, _ map[string]string) { o.ExtraPaths = []string{"/etc"} },
 		"missing sha":    func(_ *ApplyOptions, s map[string]string) { delete(s, "/etc/gshadow") },
 		"shutdown delay": func(o *ApplyOptions, _ map[string]string) { o.ShutdownAfter, o.ShutdownDelay = true, 0 },
+		"bad MAC":        func(o *ApplyOptions, _ map[string]string) { o.NICMACs = []string{"52:54:00:ab:cd:ef'"} },
+		"uppercase MAC":  func(o *ApplyOptions, _ map[string]string) { o.NICMACs = []string{"52:54:00:AB:CD:EF"} },
 	} {
 		if err := bad(mod); err == nil {
 			t.Errorf("%s: no error", name)

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -20,8 +22,9 @@ import (
 // the account files, /etc/login.defs, /etc/sudoers.d/*, os-release, what the
 // hostname reset needs (cloud-init's set-hostname record, the kernel's
 // hostname, and the seed's copy of the source image's /etc/hostname and
-// /etc/hosts, or else those two files themselves), and the facts (kernel,
-// cloud-init version, installed packages). It prints them in a line
+// /etc/hosts, or else those two files themselves), the MAC addresses of
+// the build VM's NICs (which the network check looks for), and the facts
+// (kernel, cloud-init version, installed packages). It prints them in a line
 // protocol that parseCollect reads:
 //
 //	BEGIN <nonce>
@@ -29,6 +32,7 @@ import (
 //	NOFILE <path>
 //	FACT kernel <release>
 //	FACT hostname <the kernel's hostname>
+//	FACT mac <MAC address of one of the build VM's NICs>
 //	FACT cloud-init <version output>
 //	PKG<TAB><status><TAB><name><TAB><version>
 //	NOTE <text>
@@ -101,6 +105,13 @@ say "FACT kernel $(uname -r 2>/dev/null || true)"
 if [ -r "$ROOT/proc/sys/kernel/hostname" ] && read -r h <"$ROOT/proc/sys/kernel/hostname"; then
 	say "FACT hostname $h"
 fi
+# The MAC addresses of the build VM's NICs: the interfaces backed by a
+# device (not lo, bridges, veth or tunnels), again without a process.
+for d in "$ROOT"/sys/class/net/*; do
+	if [ -e "$d/device" ] && [ -r "$d/address" ] && read -r a <"$d/address"; then
+		say "FACT mac $a"
+	fi
+done
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
@@ -137,7 +148,11 @@ type Collected struct {
 	// KernelHostname is the guest's hostname when the collect script ran
 	// ("" when unknown).
 	KernelHostname string
-	contents       map[string][]byte
+	// MACs are the MAC addresses of the build VM's NICs (interfaces backed
+	// by a device), lowercase, each once, in the order read; Ethernet
+	// addresses only, without the all-zero one.
+	MACs     []string
+	contents map[string][]byte
 }
 
 // Exists reports whether the collect script found the guest file path.
@@ -212,6 +227,10 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 				c.Facts.Kernel = strings.TrimSpace(v)
 			case "hostname":
 				c.KernelHostname = strings.TrimSpace(v)
+			case "mac":
+				if m := strings.ToLower(strings.TrimSpace(v)); macRE.MatchString(m) && m != "00:00:00:00:00:00" && !slices.Contains(c.MACs, m) {
+					c.MACs = append(c.MACs, m)
+				}
 			case "cloud-init":
 				c.Facts.CloudInitVersion = cloudInitVersion(v)
 			}
@@ -271,6 +290,9 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 	})
 	return c, nil
 }
+
+// macRE is an Ethernet MAC address as the kernel writes it (lowercase).
+var macRE = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
 
 // installed reports whether a dpkg ${Status} ("install ok installed") or
 // the rpm placeholder "installed" means an installed package.

@@ -166,7 +166,27 @@ func TestCollectScript(t *testing.T) {
 			if !reflect.DeepEqual(c.Facts.Packages, []Package{{"base-files", "12.4+deb12u5"}}) {
 				t.Errorf("packages %v", c.Facts.Packages)
 			}
+			// The NIC's address; not the loopback's or the bridge's.
+			if !reflect.DeepEqual(c.MACs, []string{buildMAC}) {
+				t.Errorf("MACs %v", c.MACs)
+			}
 		})
+	}
+}
+
+// TestParseCollectMACs: the NICs' MAC addresses, lowercase, each once;
+// what is not an Ethernet address, and the all-zero one, is left out.
+func TestParseCollectMACs(t *testing.T) {
+	out := collectOutput("abc", map[string]string{"/etc/passwd": "root:x:0:0::/root:/bin/sh\n"},
+		"FACT mac 52:54:00:AB:cd:EF", "FACT mac 52:54:00:ab:cd:ef", "FACT mac 00:00:00:00:00:00",
+		"FACT mac 80:00:02:08:fe:80:00:00:00:00:00:00:00:11:22:33:44:55:66:77", "FACT mac garbage; rm -rf /",
+		"FACT mac ", "FACT mac 02:00:00:00:00:02 ")
+	c, err := ParseCollect([]byte(out), "abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"52:54:00:ab:cd:ef", "02:00:00:00:00:02"}; !reflect.DeepEqual(c.MACs, want) {
+		t.Errorf("MACs %v, want %v", c.MACs, want)
 	}
 }
 
@@ -191,6 +211,11 @@ func FuzzParseCollect(f *testing.F) {
 		}
 		if c.Files.Passwd == nil || c.Facts.OSRelease == nil || c.Facts.Packages == nil {
 			t.Fatal("a parsed result without passwd, os_release or packages")
+		}
+		for _, m := range c.MACs {
+			if !macRE.MatchString(m) {
+				t.Fatalf("bad MAC %q", m)
+			}
 		}
 		for p, sum := range c.SHA256 {
 			if len(sum) != 64 || !strings.HasPrefix(p, "/") {

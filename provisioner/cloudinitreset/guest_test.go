@@ -89,14 +89,27 @@ func newGuest(t *testing.T) *guest {
 	g.write("/var/log/syslog", "kept\n", 0o640, 0, 4)
 	g.write("/etc/network/interfaces.d/50-cloud-init", "auto eth0\n", 0o644, 0, 0)
 	g.write("/etc/network/interfaces", "source /etc/network/interfaces.d/*\n", 0o644, 0, 0)
-	g.write("/etc/netplan/50-cloud-init.yaml", "network: {}\n", 0o600, 0, 0)
-	g.write("/etc/netplan/01-mine.yaml", "network: {}\n", 0o600, 0, 0)
+	g.write("/etc/netplan/50-cloud-init.yaml", cloudInitNetplan, 0o600, 0, 0)
+	g.write("/etc/netplan/01-mine.yaml", "network:\n  version: 2\n  ethernets:\n    all:\n      match: {name: \"en*\"}\n      dhcp4: true\n", 0o600, 0, 0)
 	g.write("/etc/systemd/network/10-cloud-init-eth0.network", "[Match]\n", 0o644, 0, 0)
 	g.write("/etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection", "[connection]\n", 0o600, 0, 0)
 	g.write("/etc/ssh/sshd_config.d/50-cloud-init.conf", "PasswordAuthentication no\n", 0o600, 0, 0)
 	g.write("/etc/ssh/sshd_config", "Include /etc/ssh/sshd_config.d/*.conf\n", 0o644, 0, 0)
 	g.write("/etc/ssh/ssh_host_ed25519_key", "KEY\n", 0o600, 0, 0)
 	g.write("/etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIqI4910CfGV root@packer-web\n", 0o644, 0, 0)
+
+	// The build VM's NIC (backed by a device), the loopback and a bridge
+	// (not): only the NIC's address is looked for. networkd's state
+	// directory (Debian 13 makes it), a lease its DHCP server handed out,
+	// NetworkManager's host key.
+	g.write("/sys/class/net/ens3/address", buildMAC+"\n", 0o444, 0, 0)
+	g.mkdir("/sys/class/net/ens3/device")
+	g.write("/sys/class/net/lo/address", "00:00:00:00:00:00\n", 0o444, 0, 0)
+	g.write("/sys/class/net/br0/address", bridgeMAC+"\n", 0o444, 0, 0)
+	g.mkdir("/var/lib/systemd/network")
+	g.write("/var/lib/systemd/network/dhcp-server-lease/br0", `{"Leases":[{"HardwareAddress":[82,84,0,1,2,3]}]}`, 0o644, 998, 998)
+	g.write("/var/lib/NetworkManager/secret_key", "nm-v2:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0", 0o600, 0, 0)
+	g.write("/var/lib/NetworkManager/NetworkManager.state", "[main]\nNetworkingEnabled=true\n", 0o644, 0, 0)
 
 	// Hygiene.
 	g.write("/var/lib/systemd/random-seed", "seed", 0o600, 0, 0)
@@ -117,6 +130,24 @@ func newGuest(t *testing.T) *guest {
 	g.write("/var/lib/dpkg/statoverride", "root _chrony 750 /var/log/chrony\n", 0o644, 0, 0)
 	return g
 }
+
+// The MAC addresses of the build VM's NIC and of a bridge on it.
+const (
+	buildMAC  = "52:54:00:ab:cd:ef"
+	bridgeMAC = "02:42:ac:11:00:01"
+)
+
+// cloudInitNetplan is what cloud-init renders from cloudimg-kvm's default
+// network-config: the NIC matched by its MAC address.
+const cloudInitNetplan = `# This file is generated from information provided by the datasource.
+network:
+    ethernets:
+        eth0:
+            dhcp4: true
+            match:
+                macaddress: 52:54:00:ab:cd:ef
+    version: 2
+`
 
 // The seed's copy of the source image's files (cidata.SavedEtcDir).
 const savedDir = "/var/lib/cloud/cloudimg-source-etc"

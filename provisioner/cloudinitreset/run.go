@@ -84,6 +84,7 @@ func (r *run) provision(ctx context.Context) error {
 	}
 	host := PlanHostname(got)
 	opts := cfg.applyOptions(nonce)
+	opts.NICMACs = got.MACs
 	bundle, err := BuildApply(plan, host, got.SHA256, opts)
 	if err != nil {
 		return fmt.Errorf("cloudimg-cloudinit-reset: %v", err)

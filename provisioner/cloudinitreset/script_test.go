@@ -35,6 +35,7 @@ func planFor(t *testing.T, g *guest, shell, user string, opts ApplyOptions) (*Co
 	if err != nil {
 		t.Fatal(err)
 	}
+	opts.NICMACs = got.MACs
 	b, err := BuildApply(plan, PlanHostname(got), got.SHA256, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +92,8 @@ func TestApplyScript(t *testing.T) {
 				"/etc/ssh/ssh_host_ed25519_key.pub", "/var/lib/systemd/random-seed",
 				"/var/lib/dhcp/dhclient.eth0.leases", "/tmp/build-junk", "/tmp/.hidden", "/var/tmp/junk",
 				"/root/.bash_history", "/root/.lesshst", "/home/deploy/.bash_history",
-				"/tmp/cloudimg-reset.test",
+				"/tmp/cloudimg-reset.test", "/var/lib/NetworkManager/secret_key",
+				"/var/lib/systemd/network/dhcp-server-lease/br0",
 			}
 			for _, p := range gone {
 				if g.exists(p) {
@@ -102,6 +104,7 @@ func TestApplyScript(t *testing.T) {
 				"/etc/sudoers.d/README", "/var/lib/cloud/seed/nocloud/meta-data", "/var/log/syslog",
 				"/etc/netplan/01-mine.yaml", "/etc/network/interfaces", "/etc/ssh/sshd_config",
 				"/root/.profile", "/home/deploy/.profile", "/opt/app/data", "/tmp", "/var/tmp",
+				"/var/lib/systemd/network/dhcp-server-lease", "/var/lib/NetworkManager/NetworkManager.state",
 				// Off by default:
 				"/var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease", "/var/cache/apt/pkgcache.bin",
 				"/var/log/journal/0123456789abcdef0123456789abcdef/system.journal",
@@ -135,10 +138,15 @@ func TestApplyScript(t *testing.T) {
 			for _, c := range res.Checks {
 				names = append(names, c.Name)
 			}
-			for _, n := range []string{"unchanged-since-read", "passwd", "shadow", "group", "gshadow", "subuid", "subgid", "sudoers", "home", "machine-id", "build-hostname", "var-lib-cloud", "dpkg-statoverride", "dpkg-audit"} {
+			for _, n := range []string{"unchanged-since-read", "passwd", "shadow", "group", "gshadow", "subuid", "subgid", "sudoers", "home", "machine-id", "build-hostname", "network", "var-lib-cloud", "dpkg-statoverride", "dpkg-audit"} {
 				if !slices.Contains(names, n) {
 					t.Errorf("check %s missing; got %v", n, names)
 				}
+			}
+			// cloud-init's netplan file named the NIC's MAC address; it is
+			// gone, and nothing else names it.
+			if c := checkNamed(t, res, "network"); !c.OK || c.Detail != "no file under /etc, /var/lib/systemd/network, /var/lib/NetworkManager names the build VM's MAC address 52:54:00:ab:cd:ef" {
+				t.Errorf("check %+v", c)
 			}
 			if isRoot() && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "/opt/app/data") }) {
 				t.Errorf("no note about /opt/app/data, still owned by UID 1000: %v", res.Notes)
@@ -200,12 +208,13 @@ func TestApplyScriptOptions(t *testing.T) {
 		t.Errorf("/etc/machine-id = %q", got)
 	}
 	for _, p := range []string{"/etc/passwd-", "/etc/shadow-", "/etc/ssh/ssh_host_ed25519_key", "/var/lib/systemd/random-seed",
-		"/var/lib/dhcp/dhclient.eth0.leases", "/tmp/build-junk", "/root/.bash_history", "/var/log/installer/syslog", "/var/lib/apt/lists/lock"} {
+		"/var/lib/dhcp/dhclient.eth0.leases", "/tmp/build-junk", "/root/.bash_history", "/var/log/installer/syslog", "/var/lib/apt/lists/lock",
+		"/var/lib/systemd/network/dhcp-server-lease/br0"} {
 		if !g.exists(p) {
 			t.Errorf("%s was removed", p)
 		}
 	}
-	for _, p := range []string{"/var/lib/cloud/seed", "/var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease",
+	for _, p := range []string{"/var/lib/cloud/seed", "/var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease", "/var/lib/NetworkManager/secret_key",
 		"/var/cache/apt/pkgcache.bin", "/var/log/journal/0123456789abcdef0123456789abcdef", "/var/log/installer/a.log", "/srv/my data/cache file"} {
 		if g.exists(p) {
 			t.Errorf("%s still exists", p)
@@ -369,8 +378,8 @@ func TestApplyScriptStatOverrideMessage(t *testing.T) {
 	const fix = ". dpkg refuses every package install and upgrade while an override names a missing account. In a provisioner before cloudimg-cloudinit-reset, run "
 	for _, tc := range []struct {
 		name, db string // db: "" for no file
-		ok           bool
-		detail       string
+		ok       bool
+		detail   string
 	}{
 		{"owner", "root _chrony 750 /var/log/chrony\npacker root 750 /opt/app\n", false,
 			"unknown owner or group: /opt/app (owner packer: the build user, removed by this reset)" + fix +
@@ -663,8 +672,11 @@ func TestApplyScriptHostnameNothingToLookFor(t *testing.T) {
 	}
 	g.write("/etc/hostname", "localhost\n", 0o644, 0, 0)
 	g.write("/etc/hosts", sourceHosts, 0o644, 0, 0)
+	if err := os.Remove(g.path("/sys/class/net/ens3/device")); err != nil { // no NIC either
+		t.Fatal(err)
+	}
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	if strings.Contains(b.Script, "find_hostname_files &") {
+	if strings.Contains(b.Script, "find_traces &") {
 		t.Error("the script searches for nothing")
 	}
 	out, code := g.runScript(sh, g.stage(b))
@@ -677,6 +689,108 @@ func TestApplyScriptHostnameNothingToLookFor(t *testing.T) {
 	}
 	c := checkNamed(t, res, "build-hostname")
 	if !c.OK || !strings.HasPrefix(c.Detail, "no build host name to look for (") || !strings.Contains(c.Detail, "localhost (a loopback name)") {
+		t.Errorf("check %+v", c)
+	}
+	if c := checkNamed(t, res, "network"); !c.OK || c.Detail != "no NIC MAC address to look for" {
+		t.Errorf("check %+v", c)
+	}
+}
+
+// TestApplyScriptNetworkLeft: a file under /etc, or in networkd's or
+// NetworkManager's state, that still names the build VM's NIC by its MAC
+// address (any case, as a word) fails the network check; the image's own
+// files that match by name, other addresses and other directories do not.
+// The one search serves both checks: each lists only its own files.
+func TestApplyScriptNetworkLeft(t *testing.T) {
+	for _, sh := range shells(t) {
+		t.Run(filepath.Base(sh), func(t *testing.T) {
+			g := newGuest(t)
+			// A copy of cloud-init's file, `netplan set` output, a networkd
+			// file, udev rules, NetworkManager's state.
+			g.write("/etc/netplan/90-copied.yaml", cloudInitNetplan, 0o600, 0, 0)
+			g.write("/etc/netplan/70-netplan-set.yaml", "network:\n  ethernets:\n    eth0:\n      match:\n        macaddress: \"52:54:00:ab:cd:ef\"\n", 0o600, 0, 0)
+			g.write("/etc/systemd/network/20-wired.network", "[Match]\nMACAddress=52:54:00:ab:cd:ef\n[Network]\nDHCP=yes\n", 0o644, 0, 0)
+			g.write("/etc/udev/rules.d/70-persistent-net.rules", `SUBSYSTEM=="net", ATTR{address}=="52:54:00:ab:cd:ef", NAME="eth0"`+"\n", 0o644, 0, 0)
+			g.write("/var/lib/NetworkManager/no-auto-default.state", "52:54:00:Ab:Cd:Ef,\n", 0o644, 0, 0)
+			g.write("/var/lib/systemd/network/other", "MAC=52:54:00:ab:cd:ef\n", 0o644, 0, 0)
+			// Not evidence: the bridge's address, part of a longer word,
+			// outside the searched directories.
+			g.write("/etc/network/interfaces.d/br0", "iface br0 inet dhcp\n  hwaddress ether 02:42:ac:11:00:01\n", 0o644, 0, 0)
+			g.write("/etc/not-a-word", "52:54:00:ab:cd:ef7\n", 0o644, 0, 0)
+			g.write("/var/lib/misc/elsewhere", "52:54:00:ab:cd:ef\n", 0o644, 0, 0)
+			// The build's host name, in a file of its own and in one with
+			// the address too; in networkd's state it is not looked for.
+			g.write("/etc/mailname", "packer-web\n", 0o644, 0, 0)
+			g.write("/etc/NetworkManager/system-connections/wired.nmconnection", "[connection]\nid=packer-web\n[ethernet]\nmac-address=52:54:00:AB:CD:EF\n", 0o600, 0, 0)
+			g.write("/var/lib/systemd/network/hostname-only", "packer-web\n", 0o644, 0, 0)
+
+			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+			out, code := g.runScript(sh, g.stage(b))
+			t.Logf("output:\n%s", out)
+			res := ParseApply([]byte(out), "n0nce")
+			if code != 1 || !res.Done || res.OK {
+				t.Fatalf("exit %d done %v ok %v", code, res.Done, res.OK)
+			}
+			if f := res.Failed(); len(f) != 2 {
+				t.Errorf("failed checks %+v", f)
+			}
+			c := checkNamed(t, res, "network")
+			wantFiles := []string{"/etc/netplan/90-copied.yaml", "/etc/netplan/70-netplan-set.yaml", "/etc/systemd/network/20-wired.network",
+				"/etc/udev/rules.d/70-persistent-net.rules", "/var/lib/NetworkManager/no-auto-default.state", "/var/lib/systemd/network/other",
+				"/etc/NetworkManager/system-connections/wired.nmconnection"}
+			const prefix = "the build VM's MAC address 52:54:00:ab:cd:ef is still in: "
+			const suffix = " (a clone's NIC has another address: configuration that matches this one does not apply to it)"
+			if c.OK || !strings.HasPrefix(c.Detail, prefix) || !strings.HasSuffix(c.Detail, suffix) {
+				t.Fatalf("check %+v", c)
+			}
+			got := strings.Fields(strings.TrimSuffix(strings.TrimPrefix(c.Detail, prefix), suffix))
+			slices.Sort(got)
+			slices.Sort(wantFiles)
+			if !slices.Equal(got, wantFiles) {
+				t.Errorf("network lists %v, want %v", got, wantFiles)
+			}
+			h := checkNamed(t, res, "build-hostname")
+			if h.OK || !strings.HasPrefix(h.Detail, "the build host name packer-web is still in: ") {
+				t.Fatalf("check %+v", h)
+			}
+			for _, p := range []string{"/etc/mailname", "/etc/NetworkManager/system-connections/wired.nmconnection"} {
+				if !strings.Contains(h.Detail, " "+p+" ") {
+					t.Errorf("build-hostname does not name %s: %s", p, h.Detail)
+				}
+			}
+			for _, p := range []string{"/etc/netplan/90-copied.yaml", "/var/lib/systemd/network/hostname-only"} {
+				if strings.Contains(h.Detail, p) {
+					t.Errorf("build-hostname names %s: %s", p, h.Detail)
+				}
+			}
+			// Nothing is changed for them: only the address is evidence.
+			if g.read("/etc/netplan/90-copied.yaml") != cloudInitNetplan || !g.exists("/etc/netplan/01-mine.yaml") {
+				t.Error("the check changed a file")
+			}
+		})
+	}
+}
+
+// TestApplyScriptNetworkOnly: without a build host name to look for, the
+// search still looks for the MAC address (and lists every file it found).
+func TestApplyScriptNetworkOnly(t *testing.T) {
+	sh := shells(t)[0]
+	g := newGuest(t)
+	g.write("/proc/sys/kernel/hostname", "localhost\n", 0o644, 0, 0)
+	if err := os.Remove(g.path("/var/lib/cloud/data/set-hostname")); err != nil {
+		t.Fatal(err)
+	}
+	g.write("/etc/netplan/90-copied.yaml", cloudInitNetplan, 0o600, 0, 0)
+	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
+	if !strings.Contains(b.Script, "find_traces &") {
+		t.Error("the script does not search")
+	}
+	out, _ := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if c := checkNamed(t, res, "network"); c.OK || !strings.HasPrefix(c.Detail, "the build VM's MAC address 52:54:00:ab:cd:ef is still in: /etc/netplan/90-copied.yaml (") {
+		t.Errorf("check %+v\n%s", c, out)
+	}
+	if c := checkNamed(t, res, "build-hostname"); !c.OK {
 		t.Errorf("check %+v", c)
 	}
 }

@@ -66,6 +66,7 @@ USER_UID=1000
 USER_GID=1000
 USER_HOME='/home/packer'
 BUILD_HOSTNAMES='packer-web packer-web.example.org'
+BUILD_MACS='52:54:00:ab:cd:ef 52:54:00:00:00:02'
 DRY=0
 STEP=start
 FAILED=0
@@ -73,7 +74,11 @@ LOCKED=
 STAGED=
 OWNED_PID=
 SEED_PID=
-HOSTNAME_PID=
+TRACES_PID=
+TRACES_RC=0
+TRACES_HOST=
+TRACES_MAC=
+NETWORK_STATE=
 PIDFILES=
 trap on_exit EXIT
 trap 'exit 130' INT TERM
@@ -139,9 +144,14 @@ remove "$ROOT/var/mail/$USER_NAME" "$ROOT/var/spool/mail/$USER_NAME" \
 # ------------------------------------------------------------ machine-id --
 STEP=machine-id
 set_machine_id 'uninitialized'
+# systemd reads /var/lib/dbus/machine-id as a fallback ID; NetworkManager's
+# secret key is its half of the host's identity (stable IPv6 addresses,
+# DHCP client IDs, cloned MACs), which it writes anew when missing.
+set -- "$ROOT/var/lib/NetworkManager/secret_key"
 if [ -f "$ROOT/var/lib/dbus/machine-id" ] && [ ! -L "$ROOT/var/lib/dbus/machine-id" ]; then
-	remove "$ROOT/var/lib/dbus/machine-id"
+	set -- "$@" "$ROOT/var/lib/dbus/machine-id"
 fi
+remove "$@"
 
 # -------------------------------------------------------------- hostname --
 # /etc/hostname and /etc/hosts as the source image had them. cloudimg-kvm's
@@ -190,10 +200,14 @@ run_system "journalctl --rotate" journalctl --rotate
 remove_glob "$ROOT"'/var/log/journal/*'
 remove_glob "$ROOT"'/var/log/installer/*.log'
 remove_glob "$ROOT"'/srv/it'\''s here'
-# The search for the build's host names under /etc runs beside the disk
-# work below, which changes nothing there.
-find_hostname_files &
-HOSTNAME_PID=$!
+# The search for what still names the build (its host names under /etc,
+# its NICs' MAC addresses there and in the network state under /var/lib)
+# runs beside the disk work below, which changes nothing there.
+for d in /var/lib/systemd/network /var/lib/NetworkManager; do
+	if [ -d "$ROOT$d" ] && [ ! -L "$ROOT$d" ]; then NETWORK_STATE="$NETWORK_STATE $d"; fi
+done
+find_traces &
+TRACES_PID=$!
 
 # ------------------------------------------------------------------ disk --
 STEP=sync
@@ -222,6 +236,7 @@ verify_sudoers
 verify_home
 verify_machine_id 'uninitialized'
 verify_build_hostname 'packer-web, packer-web.example.org' 'no saved copy of the source'\''s files: /etc/hostname emptied, the build'\''s names taken out of /etc/hosts'
+verify_network 'MAC addresses 52:54:00:ab:cd:ef, 52:54:00:00:00:02'
 verify_cloud_dir 0
 verify_statoverride
 verify_dpkg_audit
@@ -257,7 +272,7 @@ on_exit() {
 	# Before the directory goes: the search writes into it (seconds at most).
 	if [ -n "$OWNED_PID" ]; then wait "$OWNED_PID" 2>/dev/null; fi
 	if [ -n "$SEED_PID" ]; then wait "$SEED_PID" 2>/dev/null; fi
-	if [ -n "$HOSTNAME_PID" ]; then wait "$HOSTNAME_PID" 2>/dev/null; fi
+	if [ -n "$TRACES_PID" ]; then wait "$TRACES_PID" 2>/dev/null; fi
 	for p in $STAGED; do rm -f "$ROOT$p.cloudimg-new"; done
 	unlock
 	rm -rf "$DIR"
@@ -699,16 +714,64 @@ verify_dpkg_audit() {
 	fi
 }
 
-# find_hostname_files lists into $DIR/hostname-files the files under /etc
-# that name one of the build's host names as a word (any case); grep's
+# find_traces lists into $DIR/traces the files that name, as a word in any
+# case, one of the build's host names or its NICs' MAC addresses: one grep
+# over /etc (and with addresses the network state in NETWORK_STATE), whose
 # status is the job's. Symbolic links are not followed.
 # The kept SSH host keys are left out: remove_ssh_host_keys is off, and
 # their public halves end in the comment root@<build host>, which nothing
 # reads.
-find_hostname_files() {
+find_traces() {
+	set --
+	for n in $BUILD_HOSTNAMES $BUILD_MACS; do set -- "$@" -e "$n"; done
+	set -- "$@" -- "$ROOT/etc"
+	for d in $NETWORK_STATE; do set -- "$@" "$ROOT$d"; done
+	grep -rlwiF --exclude='ssh_host_*_key.pub' "$@" >"$DIR/traces" 2>"$DIR/traces.err"
+}
+
+# wait_traces waits for the search (once) and sets TRACES_RC, TRACES_HOST
+# and TRACES_MAC: the files with the build's host names (only under /etc)
+# and those with its MAC addresses.
+wait_traces() {
+	if [ -z "$TRACES_PID" ]; then return 0; fi
+	wait "$TRACES_PID" || TRACES_RC=$?
+	TRACES_PID=
+	# The search looked for both: which file names which, with one grep
+	# each over what it found (nothing to do when it found nothing).
+	TRACES_HOST=$DIR/traces.host
+	TRACES_MAC=$DIR/traces.mac
+	: >"$TRACES_HOST"
+	: >"$TRACES_MAC"
+	if [ ! -s "$DIR/traces" ]; then return 0; fi
+	set --
+	for n in $BUILD_MACS; do set -- "$@" -e "$n"; done
+	set -- "$@" --
+	while IFS= read -r p; do set -- "$@" "$p"; done <"$DIR/traces"
+	grep -lwiF "$@" >"$TRACES_MAC" 2>/dev/null || true
 	set --
 	for n in $BUILD_HOSTNAMES; do set -- "$@" -e "$n"; done
-	grep -rlwiF --exclude='ssh_host_*_key.pub' "$@" -- "$ROOT/etc" >"$DIR/hostname-files" 2>"$DIR/hostname-files.err"
+	set -- "$@" --
+	n=$#
+	while IFS= read -r p; do
+		case $p in "$ROOT"/etc/*) set -- "$@" "$p" ;; esac
+	done <"$DIR/traces"
+	if [ $# -gt "$n" ]; then grep -lwiF "$@" >"$TRACES_HOST" 2>/dev/null || true; fi
+}
+
+# first_files sets FILES to up to 20 of the paths listed in a file, each
+# after a blank, without $ROOT.
+first_files() { # file
+	FILES=
+	count=0
+	if [ ! -f "$1" ]; then return 0; fi
+	while IFS= read -r p; do
+		if [ "$count" -ge 20 ]; then
+			FILES="$FILES ..."
+			break
+		fi
+		FILES="$FILES ${p#"$ROOT"}"
+		count=$((count + 1))
+	done <"$1"
 }
 
 verify_build_hostname() { # names summary [paths the source image did not have]
@@ -725,27 +788,36 @@ verify_build_hostname() { # names summary [paths the source image did not have]
 		check build-hostname ok "no build host name to look for ($how)"
 		return 0
 	fi
-	rc=0
-	wait "$HOSTNAME_PID" || rc=$?
-	HOSTNAME_PID=
-	files=
-	count=0
-	if [ -f "$DIR/hostname-files" ]; then
-		while IFS= read -r p; do
-			if [ "$count" -ge 20 ]; then
-				files="$files ..."
-				break
-			fi
-			files="$files ${p#"$ROOT"}"
-			count=$((count + 1))
-		done <"$DIR/hostname-files"
-	fi
-	if [ -n "$files" ]; then
-		check build-hostname fail "the build host name $names is still in:$files ($how)"
-	elif [ "$rc" -ne 1 ]; then
-		check build-hostname fail "the search for $names under /etc failed (status $rc): $(tr '\n' ' ' <"$DIR/hostname-files.err" 2>/dev/null)"
+	wait_traces
+	first_files "$TRACES_HOST"
+	if [ -n "$FILES" ]; then
+		check build-hostname fail "the build host name $names is still in:$FILES ($how)"
+	elif [ "$TRACES_RC" -gt 1 ]; then
+		check build-hostname fail "the search for $names under /etc failed (status $TRACES_RC): $(tr '\n' ' ' <"$DIR/traces.err" 2>/dev/null)"
 	else
 		check build-hostname ok "no file under /etc names $names ($how)"
+	fi
+}
+
+# verify_network: configuration that names the build VM's NIC by its MAC
+# address (a netplan, networkd or NetworkManager file a provisioner copied
+# from cloud-init's, `netplan set` output, udev rules) does not match a
+# clone's NIC, which has another address.
+verify_network() { # "MAC address(es) …" or "" for none
+	if [ -z "$1" ]; then
+		check network ok "no NIC MAC address to look for"
+		return 0
+	fi
+	wait_traces
+	where=/etc
+	for d in $NETWORK_STATE; do where="$where, $d"; done
+	first_files "$TRACES_MAC"
+	if [ -n "$FILES" ]; then
+		check network fail "the build VM's $1 is still in:$FILES (a clone's NIC has another address: configuration that matches this one does not apply to it)"
+	elif [ "$TRACES_RC" -gt 1 ]; then
+		check network fail "the search for the build VM's $1 under $where failed (status $TRACES_RC): $(tr '\n' ' ' <"$DIR/traces.err" 2>/dev/null)"
+	else
+		check network ok "no file under $where names the build VM's $1"
 	fi
 }
 

@@ -62,6 +62,13 @@ say "FACT kernel $(uname -r 2>/dev/null || true)"
 if [ -r "$ROOT/proc/sys/kernel/hostname" ] && read -r h <"$ROOT/proc/sys/kernel/hostname"; then
 	say "FACT hostname $h"
 fi
+# The MAC addresses of the build VM's NICs: the interfaces backed by a
+# device (not lo, bridges, veth or tunnels), again without a process.
+for d in "$ROOT"/sys/class/net/*; do
+	if [ -e "$d/device" ] && [ -r "$d/address" ] && read -r a <"$d/address"; then
+		say "FACT mac $a"
+	fi
+done
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
