@@ -98,9 +98,10 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	// A fault of the VM is the reason, whatever error the interrupted step
 	// made of it (a provisioner's "context canceled" or a lost SSH session),
 	// unless Packer cancelled the build first.
-	var fault *vmFault
-	if cause := context.Cause(ctx); parent.Err() == nil && errors.As(cause, &fault) {
-		return nil, fault
+	if vm, ok := state.GetOk("vm"); ok && parent.Err() == nil {
+		if fault := vm.(VM).Fault(); fault != nil {
+			return nil, fault
+		}
 	}
 	if err, ok := state.GetOk("error"); ok {
 		return nil, err.(error)

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // ImageInfo is what the builder needs to know of a disk image.
@@ -54,8 +55,12 @@ type VM interface {
 	// ExpectShutdown says that the guest will power off now (a
 	// shutdown_command), so that it is no fault.
 	ExpectShutdown()
-	// Kill stops QEMU at once and waits for it to exit.
+	// Kill stops QEMU at once and waits for it to exit. QEMU's exit is then
+	// no fault, unless QEMU was already exiting by itself.
 	Kill()
+	// Fault is the watcher's fault, once QEMU has exited (waiting a few
+	// seconds at most), or nil.
+	Fault() error
 }
 
 // QemuDriver is the real Driver.
@@ -152,7 +157,9 @@ func (v *qemuVM) Err() error {
 }
 
 func (v *qemuVM) Kill() {
-	if w := v.getWatcher(); w != nil {
+	// A QEMU killed by someone else may make a step fail (its SSH session
+	// ends) before its exit is seen here: that exit stays a fault.
+	if w := v.getWatcher(); w != nil && !exitedAlready(v.proc.Pid) {
 		w.expect("kill")
 	}
 	select {
@@ -168,6 +175,15 @@ func (v *qemuVM) getWatcher() *vmWatcher {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return v.watcher
+}
+
+// Fault implements VM.
+func (v *qemuVM) Fault() error {
+	w := v.getWatcher()
+	if w == nil {
+		return nil
+	}
+	return w.result(5 * time.Second)
 }
 
 // Watch implements VM.
@@ -187,8 +203,9 @@ func (v *qemuVM) Watch(spec FaultWatch) error {
 	return nil
 }
 
-// exitWhat says how QEMU exited, e.g. "QEMU exited with signal 9 (killed)".
-func (v *qemuVM) exitWhat() string {
+// exitWhat says how QEMU exited, e.g. "QEMU exited with signal 9
+// (killed)", and whether a signal ended it.
+func (v *qemuVM) exitWhat() (string, bool) {
 	<-v.done
 	tail := strings.TrimSpace(v.stderr.String())
 	if i := strings.LastIndexByte(tail, '\n'); i >= 0 {
@@ -198,19 +215,19 @@ func (v *qemuVM) exitWhat() string {
 	switch {
 	case v.waitErr == nil:
 		if tail != "" {
-			return "QEMU exited: " + tail
+			return "QEMU exited: " + tail, false
 		}
-		return "QEMU exited"
+		return "QEMU exited", false
 	case errors.As(v.waitErr, &ee):
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Sprintf("QEMU exited with signal %d (%s)", int(ws.Signal()), ws.Signal())
+			return fmt.Sprintf("QEMU exited with signal %d (%s)", int(ws.Signal()), ws.Signal()), true
 		}
 		if tail != "" {
-			return fmt.Sprintf("QEMU exited with status %d: %s", ee.ExitCode(), tail)
+			return fmt.Sprintf("QEMU exited with status %d: %s", ee.ExitCode(), tail), false
 		}
-		return fmt.Sprintf("QEMU exited with status %d", ee.ExitCode())
+		return fmt.Sprintf("QEMU exited with status %d", ee.ExitCode()), false
 	default:
-		return "QEMU exited: " + v.waitErr.Error()
+		return "QEMU exited: " + v.waitErr.Error(), false
 	}
 }
 

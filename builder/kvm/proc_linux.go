@@ -1,8 +1,11 @@
 package kvm
 
 import (
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -30,4 +33,15 @@ func startTied(cmd *exec.Cmd, exited func(error)) error {
 		exited(cmd.Wait())
 	}()
 	return <-started
+}
+
+// exitedAlready reports whether the process pid has exited (a zombie not
+// yet waited for, or gone).
+func exitedAlready(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && strings.HasPrefix(strings.TrimSpace(string(b[i+1:])), "Z")
 }

@@ -166,3 +166,48 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
 }
+
+// A QEMU that someone else killed is seen as exited before it is waited
+// for: the builder's own kill must not hide that fault.
+func TestExitedAlready(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer cmd.Wait()
+	if exitedAlready(cmd.Process.Pid) {
+		t.Fatal("a running process seen as exited")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !exitedAlready(cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed process not seen as exited (not waited for yet)")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// How QEMU's end reads in a fault: a signal, or a status with the last line
+// of its stderr.
+func TestExitWhat(t *testing.T) {
+	d := &QemuDriver{QemuBinary: "sh"}
+	vm, err := d.Start([]string{"-c", "echo 'qemu: something broke' >&2; exit 3"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-vm.Done()
+	if what, signaled := vm.(*qemuVM).exitWhat(); what != "QEMU exited with status 3: qemu: something broke" || signaled {
+		t.Errorf("got %q %v", what, signaled)
+	}
+	vm, err = d.Start([]string{"-c", "exec sleep 60"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm.Kill()
+	if what, signaled := vm.(*qemuVM).exitWhat(); what != "QEMU exited with signal 9 (killed)" || !signaled {
+		t.Errorf("got %q %v", what, signaled)
+	}
+}

@@ -21,9 +21,11 @@ type fakeVM struct {
 	killed    bool
 	expected  bool
 	watch     *FaultWatch
+	fault     error
 }
 
 func (v *fakeVM) Watch(w FaultWatch) error { v.watch = &w; return nil }
+func (v *fakeVM) Fault() error             { return v.fault }
 func (v *fakeVM) ExpectShutdown()          { v.expected = true }
 
 func newFakeVM() *fakeVM                { return &fakeVM{done: make(chan struct{})} }

@@ -83,20 +83,20 @@ type qmpResult struct {
 type vmWatcher struct {
 	conn     net.Conn
 	r        *bufio.Reader
-	exited   <-chan struct{} // closed when QEMU has exited
-	exitWhat func() string   // how QEMU exited, in words
+	exited   <-chan struct{}       // closed when QEMU has exited
+	exitWhat func() (string, bool) // how QEMU exited, in words; whether by a signal
 	spec     FaultWatch
 	reqs     chan qmpRequest
 	done     chan struct{} // closed when the watcher has ended
 
 	mu       sync.Mutex
 	expected string // why QEMU may stop now ("" while it must not)
-	faulted  bool
+	faulted  *vmFault
 	shutdown string // the reason of QEMU's last SHUTDOWN event
 }
 
 // watchQMP does the QMP handshake on conn and starts the watcher.
-func watchQMP(conn net.Conn, exited <-chan struct{}, exitWhat func() string, spec FaultWatch) (*vmWatcher, error) {
+func watchQMP(conn net.Conn, exited <-chan struct{}, exitWhat func() (string, bool), spec FaultWatch) (*vmWatcher, error) {
 	w := &vmWatcher{conn: conn, r: bufio.NewReader(conn), exited: exited, exitWhat: exitWhat, spec: spec,
 		reqs: make(chan qmpRequest), done: make(chan struct{})}
 	if w.spec.Phase == nil {
@@ -153,6 +153,21 @@ func (w *vmWatcher) expect(why string) {
 		w.expected = why
 	}
 	w.mu.Unlock()
+}
+
+// result waits up to timeout for the watcher to end (QEMU has exited and
+// its last events are read) and returns its fault, if any.
+func (w *vmWatcher) result(timeout time.Duration) error {
+	select {
+	case <-w.done:
+	case <-time.After(timeout):
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.faulted == nil {
+		return nil
+	}
+	return w.faulted
 }
 
 // execute runs a QMP command through the watcher's connection.
@@ -268,13 +283,14 @@ func (w *vmWatcher) run(early []qmpMessage) {
 				}
 			}
 			closed()
-			what := w.exitWhat()
+			// The serial console says nothing of a signal from the host.
+			what, signaled := w.exitWhat()
 			w.mu.Lock()
 			if w.shutdown != "" {
 				what += " after " + w.shutdown
 			}
 			w.mu.Unlock()
-			w.fault(what, true)
+			w.fault(what, !signaled)
 			return
 		}
 	}
@@ -367,18 +383,18 @@ func (w *vmWatcher) diskFull(action string) string {
 
 // fault reports the first fault, unless QEMU was expected to stop.
 func (w *vmWatcher) fault(what string, serial bool) {
-	w.mu.Lock()
-	if w.faulted || w.expected != "" {
-		w.mu.Unlock()
-		return
-	}
-	w.faulted = true
-	w.mu.Unlock()
 	f := &vmFault{What: what, Phase: w.spec.Phase()}
 	if serial && w.spec.Serial != "" {
 		f.Serial = w.spec.Serial
 		f.Tail = tailFile(w.spec.Serial, 20)
 	}
+	w.mu.Lock()
+	if w.faulted != nil || w.expected != "" {
+		w.mu.Unlock()
+		return
+	}
+	w.faulted = f
+	w.mu.Unlock()
 	if w.spec.OnFault != nil {
 		go w.spec.OnFault(f)
 	}

@@ -99,7 +99,7 @@ func newWatchFixture(t *testing.T, early ...string) *watchFixture {
 	}
 	conn, f := newFakeQMP(t, early...)
 	x.qmp = f
-	w, err := watchQMP(conn, x.exited, func() string { return "QEMU exited with signal 9 (killed)" }, FaultWatch{
+	w, err := watchQMP(conn, x.exited, func() (string, bool) { return "QEMU exited with signal 9 (killed)", true }, FaultWatch{
 		Disk:    x.disk,
 		Serial:  x.serial,
 		Phase:   func() string { return "provisioning" },
@@ -219,7 +219,12 @@ func TestWatcherUnaskedShutdown(t *testing.T) {
 func TestWatcherQEMUExits(t *testing.T) {
 	x := newWatchFixture(t)
 	x.exit()
-	matches(t, x.fault(t), `^QEMU exited with signal 9 \(killed\) during provisioning\n`)
+	err := x.fault(t)
+	matches(t, err, `^QEMU exited with signal 9 \(killed\) during provisioning$`)
+	// The builder asks for it after the steps' cleanup.
+	if res := x.w.result(5 * time.Second); res == nil || res.Error() != err.Error() {
+		t.Errorf("result after the exit: %v", res)
+	}
 }
 
 // QEMU quitting on SIGTERM says so on stderr; the fault is the exit.
@@ -251,6 +256,9 @@ func TestWatcherPowerdown(t *testing.T) {
 	x.qmp.send(`{"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}}`)
 	x.exit()
 	x.noFault(t)
+	if err := x.w.result(time.Second); err != nil {
+		t.Errorf("result after a power-off: %v", err)
+	}
 	if _, err := x.w.execute("query-status"); err == nil || !strings.Contains(err.Error(), "exited") {
 		t.Errorf("a command after QEMU's exit: %v", err)
 	}
