@@ -54,6 +54,24 @@ func TestScenarioFaults(t *testing.T) {
 		checkNothingLeft(t, dir, vars["output_directory"], "fault.qcow2")
 	})
 
+	// The faults of issue #14, in scenario_vmfaults_test.go: SIGKILL of
+	// Packer and its plugins then a sweeping build, a full output
+	// filesystem, four builds of one image name with QEMU killed.
+	vmFault := func(name string, fn func(*testing.T, string, map[string]string)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := copyScenario(t, "vmfaults", testDir(t))
+			fn(t, dir, map[string]string{
+				"iso_url":          img,
+				"iso_checksum":     "sha256:" + srcSum,
+				"output_directory": filepath.Join(dir, "output"),
+			})
+		})
+	}
+	vmFault("killed", faultKilled)
+	vmFault("disk_full", faultDiskFull)
+	vmFault("parallel_qemu_killed", faultParallelQEMUKilled)
+
 	// Ctrl-C while a provisioner runs: Packer stops within a bounded time
 	// and cleans up.
 	t.Run("interrupt", func(t *testing.T) {
