@@ -111,9 +111,10 @@ func bootConsumers(t *testing.T, tm *timings, built *basicBuild) {
 	}
 }
 
-// duidRe finds a DUID in `networkctl status`: systemd 257 prints the DHCPv4
-// client identifier as IAID:0x…/DUID and the DHCPv6 DUID on their own lines.
-var duidRe = regexp.MustCompile(`DUID[-A-Za-z/]*:\s*([0-9a-fA-F:]+)|/DUID:([0-9a-fA-F:]+)`)
+// duidRe finds the DHCP DUID in `networkctl status`, which systemd 257
+// prints as e.g. "DHCPv6 Client DUID: DUID-EN/Vendor:0000ab11…" (the
+// enterprise number of systemd, then a hash of the machine-id).
+var duidRe = regexp.MustCompile(`Client DUID:\s*(\S+)`)
 
 // networkdDUID returns the DHCP DUID systemd-networkd uses on nic ("" where
 // the NIC is not networkd's, e.g. on an ENI guest), logging what it saw.
@@ -127,7 +128,7 @@ func networkdDUID(t testing.TB, v *vm, nic string) string {
 	for _, l := range strings.Split(out, "\n") {
 		if m := duidRe.FindStringSubmatch(l); m != nil {
 			t.Logf("networkd on %s: %s", nic, strings.TrimSpace(l))
-			return m[1] + m[2]
+			return m[1]
 		}
 	}
 	t.Errorf("networkctl status %s shows no DUID:\n%s", nic, out)
