@@ -7,6 +7,8 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/packer-plugin-sdk/plugin"
@@ -19,6 +21,10 @@ import (
 )
 
 func main() {
+	// Packer reads the plugin's stdout and stderr. If Packer is killed, a
+	// write there (a log line) must not kill the plugin with SIGPIPE before
+	// it has stopped its builds (below).
+	signal.Ignore(syscall.SIGPIPE)
 	err := newPluginSet().Run()
 	// The connection to Packer has ended. If Packer was killed in the middle
 	// of a build, the build is stopped and cleaned up before this exits.

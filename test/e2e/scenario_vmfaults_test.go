@@ -66,14 +66,51 @@ func waitExit(t *testing.T, p *packerProc, from time.Time, bound time.Duration) 
 	return p.Wait(), took
 }
 
-// faultKilled: SIGKILL to Packer's process group (Packer and its plugins, as
-// a CI runner cancelling a job does) while a provisioner runs. QEMU, in a
-// group of its own, dies with the plugin; the build disk and the temporary
-// directory stay, and the next build into the directory removes them.
+// killPacker sends SIGKILL to the Packer processes of p (Packer runs as two,
+// a monitor and the worker), not to its plugins: what `pkill -9 packer`, the
+// OOM killer or a runner that kills only what it started do.
+func killPacker(t *testing.T, p *packerProc, dir string) {
+	t.Helper()
+	n := 0
+	for _, l := range leftovers(p.Pgid(), dir) {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[1] == suite.packer && f[2] == "build" {
+			pid, _ := strconv.Atoi(f[0])
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no packer process to kill")
+	}
+}
+
+// waitGone waits up to bound for pid to end and returns how long it took.
+func waitGone(t *testing.T, pid int, from time.Time, bound time.Duration, what string) time.Duration {
+	t.Helper()
+	for !procGone(pid) {
+		if time.Since(from) > bound {
+			t.Fatalf("%s (pid %d) still runs %s after the kill", what, pid, bound)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(from)
+}
+
+// faultKilled: builds killed with SIGKILL. (1) Packer alone is killed while a
+// provisioner runs: the plugin notices, stops QEMU and removes the build's
+// files itself. (2) A build's whole process group (Packer and its plugins,
+// as a CI runner cancelling a job does) is killed once QEMU runs: QEMU, in a
+// group of its own, dies with the plugin; the build disk and temporary
+// directory stay. (3) The next build into the directory removes them.
 func faultKilled(t *testing.T, dir string, vars map[string]string) {
 	tm := newTimings(t)
 	out := vars["output_directory"]
 	vars["vm_name"] = "killed.qcow2"
+	disk := filepath.Join(out, ".killed.qcow2.building.qcow2")
+
+	// (1) Packer killed during provisioning.
 	start := time.Now()
 	p := startPacker(t, dir, append([]string{"build"}, buildArgs(vars, "killed.pkr.hcl")...)...)
 	if _, err := p.WaitOutput(`e2e-killed-provisioning-42`, 30*time.Minute); err != nil {
@@ -81,27 +118,40 @@ func faultKilled(t *testing.T, dir string, vars map[string]string) {
 	}
 	tm.since("until provisioning", start)
 	qemu, tmp := buildQEMU(t, dir)
-	disk := filepath.Join(out, ".killed.qcow2.building.qcow2")
 	for _, f := range []string{disk, filepath.Join(tmp, "owner.lock")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("while provisioning: %v", err)
 		}
 	}
-
 	killed := time.Now()
+	killPacker(t, p, dir)
+	took := waitGone(t, qemu, killed, 30*time.Second, "QEMU")
+	for _, f := range []string{tmp, out} {
+		for _, err := os.Stat(f); !os.IsNotExist(err); _, err = os.Stat(f) {
+			if time.Since(killed) > 30*time.Second {
+				t.Fatalf("%s is still there 30s after Packer was killed (%v)", f, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	tm.since("Packer SIGKILL to all cleaned", killed)
+	t.Logf("Packer killed: QEMU gone after %s, the build's files after %s", took.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	p.Wait() // nothing of the group or naming dir may run
+
+	// (2) The whole process group killed once QEMU runs (seconds in).
+	p = startPacker(t, dir, append([]string{"build"}, buildArgs(vars, "killed.pkr.hcl")...)...)
+	if _, err := p.WaitOutput(`Serial console log: `, 10*time.Minute); err != nil {
+		t.Fatalf("waiting for QEMU: %v", err)
+	}
+	qemu, tmp = buildQEMU(t, dir)
+	killed = time.Now()
 	if err := p.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-p.Done()
-	for !procGone(qemu) {
-		if time.Since(killed) > 10*time.Second {
-			t.Fatalf("QEMU (pid %d) still runs 10s after its plugin was killed", qemu)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	tm.since("SIGKILL to QEMU gone", killed)
-	t.Logf("QEMU gone %s after SIGKILL to packer's process group", time.Since(killed).Round(10*time.Millisecond))
-	p.Wait() // nothing of the group or naming dir may run
+	took = waitGone(t, qemu, killed, 10*time.Second, "QEMU")
+	tm.since("group SIGKILL to QEMU gone", killed)
+	t.Logf("process group killed: QEMU gone after %s", took.Round(time.Millisecond))
+	p.Wait()
 	// What only the next build can clean: the killed build's work files.
 	for _, f := range []string{disk, tmp} {
 		if _, err := os.Stat(f); err != nil {
@@ -109,8 +159,8 @@ func faultKilled(t *testing.T, dir string, vars map[string]string) {
 		}
 	}
 
-	// The next build, of another image into the same directory, sweeps and
-	// then fails at once (disk_size smaller than the source image).
+	// (3) The next build, of another image into the same directory, sweeps
+	// and then fails at once (disk_size smaller than the source image).
 	vars["vm_name"] = "second.qcow2"
 	vars["disk_size"] = "1M"
 	start = time.Now()

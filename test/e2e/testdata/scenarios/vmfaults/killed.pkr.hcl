@@ -1,8 +1,9 @@
-# TestScenarioFaults/killed: Packer and its plugins are killed with SIGKILL
-# while a provisioner runs (QEMU, in a process group of its own, must die
-# with the plugin); then a second build with another vm_name into the same
-# directory removes the killed build's work files and temporary directory,
-# and fails at once (disk_size smaller than the source) to keep it short.
+# TestScenarioFaults/killed: builds killed with SIGKILL. Packer alone, while
+# a provisioner runs: the plugin cleans up itself. The whole process group,
+# once QEMU runs: QEMU (in a group of its own) must die with the plugin, and
+# the next build, with another vm_name into the same directory, removes the
+# killed build's work files and temporary directory; it then fails at once
+# (disk_size smaller than the source) to keep it short.
 packer {
   required_plugins {
     cloudimg = {
