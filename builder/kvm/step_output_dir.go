@@ -60,7 +60,7 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	// Work files of killed builds (see owner.go); a running build's stay.
 	removed, err := sweepOutputDir(cfg.OutputDir, cfg.VMName)
 	if len(removed) > 0 {
-		ui.Say(fmt.Sprintf("Removed the work files of a build that was killed, in %s: %s", cfg.OutputDir, strings.Join(removed, ", ")))
+		ui.Say(fmt.Sprintf("Removed the work files left by a build that was killed or aborted, in %s: %s", cfg.OutputDir, strings.Join(removed, ", ")))
 	}
 	if err != nil {
 		ui.Say(fmt.Sprintf("Warning: removing the work files of killed builds: %v", err))

@@ -24,7 +24,7 @@ func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multist
 	ui := state.Get("ui").(packersdk.Ui)
 	removed, err := sweepTempDirs("")
 	for _, d := range removed {
-		ui.Say("Removed the temporary directory of a build that was killed: " + d)
+		ui.Say("Removed the temporary directory left by a build that was killed or aborted: " + d)
 	}
 	if err != nil {
 		ui.Say(fmt.Sprintf("Warning: removing the temporary directories of killed builds: %v", err))

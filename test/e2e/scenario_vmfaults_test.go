@@ -167,8 +167,8 @@ func faultKilled(t *testing.T, dir string, vars map[string]string) {
 	r := buildPacker(t, dir, buildArgs(vars, "killed.pkr.hcl")...)
 	tm.since("sweeping build", start)
 	r.mustFail(t,
-		`Removed the temporary directory of a build that was killed: `+regexp.QuoteMeta(tmp),
-		`Removed the work files of a build that was killed, in `+regexp.QuoteMeta(out)+`: \.killed\.qcow2\.building\.qcow2`,
+		`Removed the temporary directory left by a build that was killed or aborted: `+regexp.QuoteMeta(tmp),
+		`Removed the work files left by a build that was killed or aborted, in `+regexp.QuoteMeta(out)+`: \.killed\.qcow2\.building\.qcow2`,
 		`disk_size 1M .* is smaller than the source`,
 	)
 	for _, f := range []string{disk, tmp} {
