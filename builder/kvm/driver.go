@@ -183,7 +183,12 @@ func (v *qemuVM) Fault() error {
 	if w == nil {
 		return nil
 	}
-	return w.result(5 * time.Second)
+	select {
+	case <-v.done: // the watcher is reading QEMU's last words
+		return w.result(5 * time.Second)
+	default: // still running (-on-error=abort skips the cleanup)
+		return w.result(0)
+	}
 }
 
 // Watch implements VM.

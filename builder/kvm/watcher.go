@@ -158,9 +158,11 @@ func (w *vmWatcher) expect(why string) {
 // result waits up to timeout for the watcher to end (QEMU has exited and
 // its last events are read) and returns its fault, if any.
 func (w *vmWatcher) result(timeout time.Duration) error {
-	select {
-	case <-w.done:
-	case <-time.After(timeout):
+	if timeout > 0 {
+		select {
+		case <-w.done:
+		case <-time.After(timeout):
+		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
