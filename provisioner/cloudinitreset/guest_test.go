@@ -88,6 +88,7 @@ func newGuest(t *testing.T) *guest {
 	g.write("/var/log/cloud-init.log.1.gz", "old\n", 0o640, 0, 4)
 	g.write("/var/log/syslog", "kept\n", 0o640, 0, 4)
 	g.write("/etc/network/interfaces.d/50-cloud-init", "auto eth0\n", 0o644, 0, 0)
+	g.write("/etc/udev/rules.d/70-persistent-net.rules", `SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", ATTR{address}=="`+buildMAC+`", NAME="eth0"`+"\n", 0o644, 0, 0)
 	g.write("/etc/network/interfaces", "source /etc/network/interfaces.d/*\n", 0o644, 0, 0)
 	g.write("/etc/netplan/50-cloud-init.yaml", cloudInitNetplan, 0o600, 0, 0)
 	g.write("/etc/netplan/01-mine.yaml", "network:\n  version: 2\n  ethernets:\n    all:\n      match: {name: \"en*\"}\n      dhcp4: true\n", 0o600, 0, 0)

@@ -86,6 +86,7 @@ func TestApplyScript(t *testing.T) {
 				"/var/lib/cloud/instances", "/var/lib/cloud/instance", "/var/lib/cloud/data",
 				"/var/log/cloud-init.log", "/var/log/cloud-init-output.log", "/var/log/cloud-init.log.1.gz",
 				"/etc/network/interfaces.d/50-cloud-init", "/etc/netplan/50-cloud-init.yaml",
+				"/etc/udev/rules.d/70-persistent-net.rules",
 				"/etc/systemd/network/10-cloud-init-eth0.network",
 				"/etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection",
 				"/etc/ssh/sshd_config.d/50-cloud-init.conf", "/etc/ssh/ssh_host_ed25519_key",
@@ -705,6 +706,11 @@ func TestApplyScriptNetworkLeft(t *testing.T) {
 	for _, sh := range shells(t) {
 		t.Run(filepath.Base(sh), func(t *testing.T) {
 			g := newGuest(t)
+			// Without cloud-init's ENI file the udev rules are not cloud-init's
+			// to remove: they are evidence.
+			if err := os.Remove(g.path("/etc/network/interfaces.d/50-cloud-init")); err != nil {
+				t.Fatal(err)
+			}
 			// A copy of cloud-init's file, `netplan set` output, a networkd
 			// file, udev rules, NetworkManager's state.
 			g.write("/etc/netplan/90-copied.yaml", cloudInitNetplan, 0o600, 0, 0)

@@ -171,6 +171,13 @@ set --
 for p in "$ROOT"/var/lib/cloud/* "$ROOT"/var/lib/cloud/.[!.]*; do
 	set -- "$@" "$p"
 done
+# cloud-init's ENI renderer writes the NIC-naming udev rules (the build
+# NIC's MAC) with the ENI file, over whatever was there (cloud-init
+# net/eni.py render_network_state, netrules_path; net/renderer.py
+# _render_persistent_net): where it rendered, the rules file is cloud-init's.
+if [ -e "$ROOT/etc/network/interfaces.d/50-cloud-init" ] || [ -e "$ROOT/etc/network/interfaces.d/50-cloud-init.cfg" ]; then
+	set -- "$@" "$ROOT/etc/udev/rules.d/70-persistent-net.rules"
+fi
 remove "$@"
 remove_glob "$ROOT"'/var/log/cloud-init.log*' "$ROOT"'/var/log/cloud-init-output.log*' \
 	"$ROOT"'/etc/netplan/50-cloud-init.yaml' \
