@@ -55,79 +55,44 @@ func libvirtAnswers() bool {
 	return exec.CommandContext(ctx, "virsh", "-c", libvirtURI, "version").Run() == nil
 }
 
-// daemon is a libvirt daemon this test binary started (in the foreground,
-// as its child).
-type daemon struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func startDaemon(name, logPath string, argv ...string) (*daemon, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// If the test binary dies, so does the daemon.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
-	}
-	d := &daemon{name: name, cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(d.exited)
-	}()
-	return d, nil
-}
-
-// stop sends the daemon SIGTERM and waits for it (SIGKILL after 30 s).
-func (d *daemon) stop() error {
-	select {
-	case <-d.exited:
-		return nil
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		return fmt.Errorf("%s (pid %d) did not stop within 30 s of SIGTERM; killed", d.name, d.cmd.Process.Pid)
-	}
-}
+// Several test binaries (parallel `go test` runs, other checkouts) may use
+// the one system libvirtd at the same time, so the decision to start and to
+// stop the daemons is shared through files in libvirtStateDir:
+//
+//	lock     an exclusive flock around starting and around the stop decision
+//	users    every process using libvirt holds a shared flock on it
+//	daemons  "name pid starttime" of the daemons an e2e process started
+//
+// The process that finds, when its last test is done, nobody else holding
+// users stops the daemons listed in daemons (by PID, after checking that
+// the PID is still that daemon). The daemons run in their own session, not
+// tied to the process that started them: it may end before the others. If
+// every user dies, the next run that starts finds them answering and its
+// last user stops them.
+const libvirtStateDir = "/run/cloudimg-e2e-libvirt"
 
 var libvirtState struct {
 	sync.Mutex
-	users   int       // tests using libvirt right now
-	started []*daemon // the daemons this binary started, in start order
+	users     int      // tests of this process using libvirt right now
+	usersLock *os.File // the shared flock on users, held while users > 0
 }
 
 // useLibvirt makes sure a libvirtd answers on qemu:///system while the test
-// runs: it uses the one that answers, or starts virtlogd and libvirtd and
-// stops them again when the last test using them is done.
+// runs: it uses the one that answers, or starts virtlogd and libvirtd; the
+// last user of the daemons that e2e tests started stops them.
 func useLibvirt(t testing.TB) {
 	t.Helper()
-	for _, p := range []string{"virsh", "virt-install", "libvirtd", "virtlogd"} {
+	for _, p := range []string{"virsh", "virt-install", "libvirtd", "virtlogd", "unshare"} {
 		if _, err := exec.LookPath(p); err != nil {
 			t.Fatalf("%s not found: install libvirt-daemon-system libvirt-daemon-driver-qemu virtinst (make deps)", p)
 		}
 	}
 	libvirtState.Lock()
 	defer libvirtState.Unlock()
-	if libvirtState.users == 0 && len(libvirtState.started) == 0 && !libvirtAnswers() {
-		start := time.Now()
-		if err := startLibvirt(); err != nil {
-			stopLibvirtDaemons(t.Logf)
+	if libvirtState.users == 0 {
+		if err := acquireLibvirt(t.Logf); err != nil {
 			t.Fatalf("libvirt: %v", err)
 		}
-		t.Logf("libvirt: started virtlogd/libvirtd for the test (%s; logs in %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(suite.work, "libvirt"))
 	}
 	libvirtState.users++
 	t.Cleanup(func() {
@@ -135,27 +100,198 @@ func useLibvirt(t testing.TB) {
 		defer libvirtState.Unlock()
 		libvirtState.users--
 		if libvirtState.users == 0 {
-			stopLibvirtDaemons(t.Logf)
+			releaseLibvirt(t.Logf)
 		}
 	})
 }
 
-// stopLibvirtDaemons stops the daemons this binary started, newest first.
-// The caller holds libvirtState.
-func stopLibvirtDaemons(logf func(string, ...any)) {
-	for i := len(libvirtState.started) - 1; i >= 0; i-- {
-		d := libvirtState.started[i]
-		if err := d.stop(); err != nil {
-			logf("libvirt: %v", err)
-		} else {
-			logf("libvirt: stopped %s (pid %d)", d.name, d.cmd.Process.Pid)
+// flockFile opens (creating) path and takes a flock of kind how on it.
+func flockFile(path string, how int) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("flock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// acquireLibvirt registers this process as a user of libvirt and starts the
+// daemons when nothing answers. The caller holds libvirtState.
+func acquireLibvirt(logf func(string, ...any)) error {
+	if err := os.MkdirAll(libvirtStateDir, 0o755); err != nil {
+		return err
+	}
+	lk, err := flockFile(filepath.Join(libvirtStateDir, "lock"), syscall.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer lk.Close()
+	users, err := flockFile(filepath.Join(libvirtStateDir, "users"), syscall.LOCK_SH)
+	if err != nil {
+		return err
+	}
+	if !libvirtAnswers() {
+		start := time.Now()
+		if err := startLibvirt(); err != nil {
+			users.Close()
+			return err
+		}
+		logf("libvirt: started virtlogd/libvirtd (%s; logs in %s)", time.Since(start).Round(100*time.Millisecond), filepath.Join(suite.work, "libvirt"))
+	}
+	libvirtState.usersLock = users
+	return nil
+}
+
+// releaseLibvirt unregisters this process; if no other process uses
+// libvirt, it stops the daemons e2e tests started. The caller holds
+// libvirtState.
+func releaseLibvirt(logf func(string, ...any)) {
+	if libvirtState.usersLock == nil {
+		return
+	}
+	lk, err := flockFile(filepath.Join(libvirtStateDir, "lock"), syscall.LOCK_EX)
+	if err != nil {
+		logf("libvirt: %v", err)
+		return
+	}
+	defer lk.Close()
+	libvirtState.usersLock.Close()
+	libvirtState.usersLock = nil
+	users, err := flockFile(filepath.Join(libvirtStateDir, "users"), syscall.LOCK_EX|syscall.LOCK_NB)
+	if err != nil {
+		logf("libvirt: other test processes use libvirt; its daemons stay for them")
+		return
+	}
+	defer users.Close()
+	stopRecordedDaemons(logf)
+}
+
+// daemonRecord is one line of the daemons file.
+type daemonRecord struct {
+	name      string
+	pid       int
+	starttime string // field 22 of /proc/PID/stat: tells a reused PID apart
+}
+
+func daemonsFile() string { return filepath.Join(libvirtStateDir, "daemons") }
+
+func readDaemonRecords() []daemonRecord {
+	b, _ := os.ReadFile(daemonsFile())
+	var recs []daemonRecord
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			continue
+		}
+		pid, err := strconv.Atoi(f[1])
+		if err == nil {
+			recs = append(recs, daemonRecord{f[0], pid, f[2]})
 		}
 	}
-	libvirtState.started = nil
+	return recs
+}
+
+func writeDaemonRecords(recs []daemonRecord) error {
+	var b strings.Builder
+	for _, r := range recs {
+		fmt.Fprintf(&b, "%s %d %s\n", r.name, r.pid, r.starttime)
+	}
+	return os.WriteFile(daemonsFile(), []byte(b.String()), 0o644)
+}
+
+// procStartTime is field 22 of /proc/PID/stat ("" if there is no such
+// process, or it is a zombie).
+func procStartTime(pid int) string {
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(string(st[i+1:])) // f[0] is field 3, the state
+	if len(f) < 20 || f[0] == "Z" {
+		return ""
+	}
+	return f[19]
+}
+
+// alive reports whether the recorded daemon still runs (the same process).
+func (r daemonRecord) alive() bool {
+	st := procStartTime(r.pid)
+	return st != "" && st == r.starttime
+}
+
+// stopRecordedDaemons stops the daemons in the daemons file, newest first
+// (SIGTERM, SIGKILL after 30 s), and empties the file. The caller holds
+// the lock and the exclusive users lock.
+func stopRecordedDaemons(logf func(string, ...any)) {
+	recs := readDaemonRecords()
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if !r.alive() {
+			continue
+		}
+		_ = syscall.Kill(r.pid, syscall.SIGTERM)
+		deadline := time.Now().Add(30 * time.Second)
+		for r.alive() && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if r.alive() {
+			_ = syscall.Kill(r.pid, syscall.SIGKILL)
+			logf("libvirt: %s (pid %d) did not stop within 30 s of SIGTERM; killed", r.name, r.pid)
+			continue
+		}
+		logf("libvirt: stopped %s (pid %d)", r.name, r.pid)
+	}
+	os.Remove(daemonsFile())
+}
+
+// startDaemon starts argv in its own session (it may outlive this process,
+// for other test processes) with its output in logPath, and records it.
+func startDaemon(name, logPath string, argv ...string) (daemonRecord, <-chan struct{}, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return daemonRecord{}, nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return daemonRecord{}, nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(exited)
+	}()
+	r := daemonRecord{name: name, pid: cmd.Process.Pid}
+	for i := 0; i < 50 && r.starttime == ""; i++ {
+		if r.starttime = procStartTime(r.pid); r.starttime == "" {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	var recs []daemonRecord
+	for _, old := range readDaemonRecords() {
+		if old.alive() {
+			recs = append(recs, old)
+		}
+	}
+	if err := writeDaemonRecords(append(recs, r)); err != nil {
+		_ = cmd.Process.Kill()
+		return r, exited, err
+	}
+	return r, exited, nil
 }
 
 // startLibvirt starts virtlogd (unless one listens) and libvirtd, and waits
-// until qemu:///system answers. The caller holds libvirtState.
+// until qemu:///system answers. The caller holds the lock file.
 //
 // Where /dev/kvm exists but is no usable KVM (accelerator() is tcg), libvirt
 // 9.0 re-probes QEMU's capabilities on every lookup (its probe opens
@@ -178,12 +314,12 @@ func startLibvirt() error {
 		}
 	}
 	if !unixAnswers("/run/libvirt/virtlogd-sock") {
-		d, err := startDaemon("virtlogd", filepath.Join(dir, "virtlogd.log"), "virtlogd")
+		r, exited, err := startDaemon("virtlogd", filepath.Join(dir, "virtlogd.log"), "virtlogd")
 		if err != nil {
 			return err
 		}
-		libvirtState.started = append(libvirtState.started, d)
-		if err := waitFor(20*time.Second, d.exited, func() bool { return unixAnswers("/run/libvirt/virtlogd-sock") }); err != nil {
+		if err := waitFor(20*time.Second, exited, func() bool { return unixAnswers("/run/libvirt/virtlogd-sock") }); err != nil {
+			_ = syscall.Kill(r.pid, syscall.SIGTERM)
 			return fmt.Errorf("virtlogd: %v\n%s", err, tailFile(filepath.Join(dir, "virtlogd.log"), 20))
 		}
 	}
@@ -204,12 +340,12 @@ func startLibvirt() error {
 			`mount --bind "$1" /dev/kvm && mount --bind "$2" /etc/libvirt/qemu.conf && exec libvirtd`,
 			"sh", noKVM, qemuConf}
 	}
-	d, err := startDaemon("libvirtd", filepath.Join(dir, "libvirtd.log"), argv...)
+	r, exited, err := startDaemon("libvirtd", filepath.Join(dir, "libvirtd.log"), argv...)
 	if err != nil {
 		return err
 	}
-	libvirtState.started = append(libvirtState.started, d)
-	if err := waitFor(2*time.Minute, d.exited, libvirtAnswers); err != nil {
+	if err := waitFor(2*time.Minute, exited, libvirtAnswers); err != nil {
+		_ = syscall.Kill(r.pid, syscall.SIGTERM)
 		return fmt.Errorf("libvirtd (%s): %v\n%s", strings.Join(argv, " "), err, tailFile(filepath.Join(dir, "libvirtd.log"), 20))
 	}
 	return nil
@@ -253,6 +389,7 @@ func waitFor(timeout time.Duration, exited <-chan struct{}, ok func() bool) erro
 // libvirtDomain is the libvirt domain of a seedVirtInstall VM.
 type libvirtDomain struct {
 	name string
+	pid  int // the QEMU process of the domain's current run
 	// onRebootDestroy: the running definition stops the domain when the
 	// guest reboots. virt-install starts a --cloud-init domain with such a
 	// first-boot definition (its seed and SMBIOS serial attached) and
@@ -405,6 +542,7 @@ func (d *libvirtDomain) attach(v *vm) error {
 	}
 	liveDomains.m[d.name] = pid
 	liveDomains.Unlock()
+	d.pid = pid
 	v.setProcess(watchPID(pid))
 	return nil
 }
@@ -482,6 +620,11 @@ func (d *libvirtDomain) stop(v *vm) error {
 				select {
 				case <-p.exited:
 				case <-time.After(30 * time.Second):
+					// libvirtd gone or stuck: the domain's QEMU is ours to end.
+					if pid := d.pid; pid > 0 && pidAlive(pid) {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+						errs = append(errs, fmt.Sprintf("QEMU (pid %d) killed", pid))
+					}
 				}
 				errs = append(errs, "the guest did not power off within 60 s of virsh shutdown; the domain was destroyed")
 			}
@@ -515,7 +658,7 @@ func killLibvirtDomains() int {
 	liveDomains.m = nil
 	liveDomains.Unlock()
 	libvirtState.Lock()
-	stopLibvirtDaemons(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) })
+	releaseLibvirt(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "e2e: "+f+"\n", a...) })
 	libvirtState.Unlock()
 	return n
 }

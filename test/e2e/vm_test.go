@@ -350,8 +350,12 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 	})
 
 	v.start(opts, seed)
+	network := v.Network.String()
+	if v.Seed != seedHarness {
+		network = "network as the seed kind gives it"
+	}
 	t.Logf("VM booting %s (overlay), accel %s, %d vCPU, seed %s, ssh %s@127.0.0.1:%d, hostname %s, instance-id %s, MAC %s, %s; dir %s",
-		img, v.Accel, v.CPUs, v.Seed, v.User, v.SSHPort, orNone(v.Hostname), v.InstanceID, v.MAC, v.Network, dir)
+		img, v.Accel, v.CPUs, v.Seed, v.User, v.SSHPort, orNone(v.Hostname), v.InstanceID, v.MAC, network, dir)
 	if !opts.NoWaitSSH {
 		if err := v.waitSSH(); err != nil {
 			t.Fatalf("SSH: %v", err)
