@@ -453,6 +453,15 @@ func (v *vm) bootLibvirt(img string, opts vmOptions) {
 		}
 	})
 
+	machine, bus := opts.Machine, "pcie.0"
+	switch machine {
+	case "", "q35":
+		machine = "q35"
+	case "pc":
+		bus = "pci.0"
+	default:
+		t.Fatalf("bootVM: machine %q: q35 or pc", machine)
+	}
 	virtType, cpu := "qemu", cpuModel(v.Accel)
 	if v.Accel == "kvm" {
 		virtType, cpu = "kvm", "host-passthrough"
@@ -466,15 +475,16 @@ func (v *vm) bootLibvirt(img string, opts vmOptions) {
 		}
 		args := []string{
 			"--connect", libvirtURI, "--name", d.name,
-			"--virt-type", virtType, "--osinfo", "linux2022",
+			"--virt-type", virtType, "--osinfo", "linux2022", "--machine", machine,
 			"--memory", strconv.Itoa(opts.MemoryMiB), "--vcpus", strconv.Itoa(opts.CPUs), "--cpu", cpu,
 			"--import", "--disk", "path=" + v.Overlay + ",format=qcow2,bus=virtio",
 			"--cloud-init", "ssh-key=" + v.KeyPath + ".pub",
 			"--network", "none",
-			// q35 puts libvirt's PCIe root ports at 00:01.x: the NIC gets its own slot.
-			// (= form: argparse takes a separate value starting with "-" for an option)
+			// The NIC gets a slot of its own (on q35 libvirt's PCIe root
+			// ports take 00:01.x, where QEMU would put it). The = form:
+			// argparse takes a separate value starting with "-" for an option.
 			fmt.Sprintf("--qemu-commandline=-netdev user,id=e2enet0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22 "+
-				"-device virtio-net-pci,netdev=e2enet0,mac=%s,bus=pcie.0,addr=0x10", port, v.MAC),
+				"-device virtio-net-pci,netdev=e2enet0,mac=%s,bus=%s,addr=0x10", port, v.MAC, bus),
 			"--serial", "file,path=" + v.SerialLog,
 			"--graphics", "none", "--noautoconsole",
 		}
@@ -503,8 +513,8 @@ func (v *vm) bootLibvirt(img string, opts vmOptions) {
 	if err := d.attach(v); err != nil {
 		t.Fatalf("libvirt domain %s: %v", d.name, err)
 	}
-	t.Logf("VM booting %s (libvirt domain %s, copy %s), virt %s, %d vCPU, seed %s, ssh %s@127.0.0.1:%d, MAC %s, on_reboot %s; serial %s",
-		img, d.name, v.Overlay, virtType, v.CPUs, v.Seed, v.User, v.SSHPort, v.MAC,
+	t.Logf("VM booting %s (libvirt domain %s, copy %s), virt %s, machine %s, %d vCPU, seed %s, ssh %s@127.0.0.1:%d, MAC %s, on_reboot %s; serial %s",
+		img, d.name, v.Overlay, virtType, machine, v.CPUs, v.Seed, v.User, v.SSHPort, v.MAC,
 		map[bool]string{true: "destroy", false: "restart"}[d.onRebootDestroy], v.SerialLog)
 	if !opts.NoWaitSSH {
 		if err := v.waitSSH(); err != nil {

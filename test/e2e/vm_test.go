@@ -153,6 +153,11 @@ type vmOptions struct {
 	// UEFI boots with UEFI firmware (OVMF) instead of the BIOS, with fresh
 	// UEFI variables, as a new VM made from the image starts.
 	UEFI bool
+	// Machine is the libvirt machine type of a seedVirtInstall VM: default
+	// "q35", what virt-install picks for a current Linux. "pc" (i440fx: an
+	// IDE CD-ROM) for guest kernels without SATA AHCI, such as Debian 12's
+	// cloud kernel, which cannot read virt-install's seed on q35.
+	Machine string
 }
 
 // ovmf returns the OVMF code image and variables template the harness boots
