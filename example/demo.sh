@@ -3,7 +3,10 @@
 # plugin, offline: the Ubuntu cloud image is replaced by a Debian 12 cloud image
 # built locally from Debian's mirrors, and the Kubernetes packages are not
 # installed (the guest cannot reach their repository here). Then it checks the
-# repository's checksums and boots the image with a new cloud-init seed.
+# repository's checksums, boots the image with a new cloud-init seed, and (as
+# root) starts it as a new libvirt VM the way its users do, with virt-install
+# --import --cloud-init, logs in, shows its hostname and cloud-init status, and
+# removes the VM again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 packer=$root/tools/bin/packer
@@ -47,4 +50,82 @@ PY
 
 say "Booting the image with a new seed (a first boot for cloud-init)"
 "$root/test/e2e/image/smoke.sh" "$built"
+
+say "Starting the image as a new libvirt VM, the way its users do (virt-install --import --cloud-init)"
+if [ "$(id -u)" -ne 0 ]; then
+	echo "(skipped: creating a VM on qemu:///system needs root)"
+	say "Done: $root/example/$built"
+	exit 0
+fi
+virsh() { command virsh -c qemu:///system "$@"; }
+vm=cloudimg-demo-$$ vmdir="" lv="" daemons=()
+cleanup() {
+	set +e
+	if [ -n "$vmdir" ]; then
+		virsh destroy "$vm" >/dev/null 2>&1
+		virsh undefine "$vm" >/dev/null 2>&1
+		rm -rf "$vmdir"
+	fi
+	[ -z "$lv" ] || rm -rf "$lv"
+	[ ${#daemons[@]} -eq 0 ] || kill "${daemons[@]}" # only the daemons started here
+}
+trap cleanup EXIT
+virt_type=qemu
+if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then virt_type=kvm; fi
+if ! virsh version >/dev/null 2>&1; then
+	echo "(no libvirtd answers: starting virtlogd and libvirtd for the demo, logs in /var/log/libvirt)"
+	mkdir -p /var/log/libvirt /var/run/libvirt
+	virtlogd >>/var/log/libvirt/virtlogd.log 2>&1 &
+	daemons+=($!)
+	if [ -e /dev/kvm ] && [ $virt_type = qemu ]; then
+		# A /dev/kvm without hardware virtualisation makes libvirt 9.0 re-probe QEMU on
+		# every call (minutes per virt-install): its own mount namespace hides the device.
+		lv=$(mktemp -d) && touch "$lv/no-kvm" && chmod 0 "$lv/no-kvm"
+		{ cat /etc/libvirt/qemu.conf; echo 'namespaces = [ ]'; } >"$lv/qemu.conf"
+		unshare --mount --propagation private sh -c 'mount --bind "$1" /dev/kvm &&
+			mount --bind "$2" /etc/libvirt/qemu.conf && exec libvirtd' sh "$lv/no-kvm" "$lv/qemu.conf" \
+			>>/var/log/libvirt/libvirtd.log 2>&1 &
+	else
+		libvirtd >>/var/log/libvirt/libvirtd.log 2>&1 &
+	fi
+	daemons+=($!)
+	for _ in $(seq 60); do virsh version >/dev/null 2>&1 && break; sleep 1; done
+	virsh version >/dev/null # stops the demo if libvirtd did not come up
+fi
+# libvirt-qemu must read the disk: a copy under /var/lib/libvirt/images.
+vmdir=$(mktemp -d /var/lib/libvirt/images/cloudimg-demo.XXXXXX) && chmod 711 "$vmdir"
+cp "$built" "$vmdir/disk.qcow2"
+ssh-keygen -q -t ed25519 -N '' -C cloudimg-demo -f "$vmdir/id_ed25519"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# No libvirt network: a QEMU user-mode NIC reachable only through 127.0.0.1:$port.
+# Machine pc (IDE CD-ROM): Debian 12's cloud kernel has no SATA driver for q35's seed CD.
+virt-install --connect qemu:///system --name "$vm" --virt-type $virt_type --osinfo linux2022 \
+	--machine pc --memory 1024 --vcpus 2 --import --disk "path=$vmdir/disk.qcow2,format=qcow2,bus=virtio" \
+	--cloud-init "ssh-key=$vmdir/id_ed25519.pub" --network none \
+	--qemu-commandline="-netdev user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$port-:22 -device virtio-net-pci,netdev=n0,bus=pci.0,addr=0x10" \
+	--serial "file,path=$vmdir/serial.log" --graphics none --noautoconsole
+# virt-install's ssh-key is its root-ssh-key: the key is root's (it creates no other user).
+vm_ssh() {
+	ssh -i "$vmdir/id_ed25519" -p "$port" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o BatchMode=yes -o ConnectTimeout=10 -o LogLevel=ERROR root@127.0.0.1 "$@"
+}
+t0=$SECONDS
+until vm_ssh true 2>/dev/null; do
+	if [ $((SECONDS - t0)) -gt 900 ]; then
+		echo "no SSH login as root within 15 minutes; serial console:" >&2
+		tail -n 40 "$vmdir/serial.log" >&2
+		exit 1
+	fi
+	sleep 5
+done
+echo "logged in as root on 127.0.0.1:$port after $((SECONDS - t0)) s"
+# cloud-init restarts sshd once: run again if the connection was cut.
+for _ in 1 2 3; do
+	vm_ssh 'echo "hostname: $(hostname)"; cloud-init status --wait --long; echo "(cloud-init status exit $?)"' && break
+	sleep 5
+done
+
+say "Removing the VM (virsh destroy, virsh undefine) and its disk"
+cleanup
+trap - EXIT
 say "Done: $root/example/$built"
