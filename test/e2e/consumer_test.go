@@ -341,6 +341,8 @@ func TestConsumerSeedsRawImage(t *testing.T) {
 			v := bootVM(t, img, vmOptions{Seed: seed})
 			r := checkConsumerBoot(t, v, consumerCheck{})
 			t.Logf("seed user-data as cloud-init got it:\n%s", v.MustRead("sudo -n cat /var/lib/cloud/instance/user-data.txt"))
+			t.Logf("datasource, and the network config cloud-init rendered:\n%s", v.MustRead(
+				"cloud-init status --long | grep -A1 '^detail:'; sudo -n cat /etc/netplan/50-cloud-init.yaml /etc/network/interfaces.d/50-cloud-init 2>/dev/null; true"))
 			mu.Lock()
 			lines = append(lines, fmt.Sprintf("%-22s user %-7s instance-id %-38s hostname %-12s NIC %-8s SSH %4.0fs  cloud-init done %4.0fs",
 				seed, v.User, r.InstanceID, r.Hostname, r.NIC, r.SSHAfter.Seconds(), r.DoneAfter.Seconds()))
