@@ -96,7 +96,10 @@ func bootConsumers(t *testing.T, tm *timings, built *basicBuild) {
 			t.Errorf("the %s and %s clones share /etc/machine-id %s", o, k, r.MachineID)
 		}
 		seenMID[r.MachineID] = k
-		if fp := fingerprint(r.HostKey); fp != "" {
+		if r.HostKey == nil {
+			t.Errorf("the %s clone recorded no SSH host key", k)
+		} else {
+			fp := fingerprint(r.HostKey)
 			if o, dup := seenKey[fp]; dup {
 				t.Errorf("the %s and %s clones present the same SSH host key %s", o, k, fp)
 			}
