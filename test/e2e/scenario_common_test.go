@@ -312,14 +312,23 @@ func qemuProcsUnder(dir string) []string {
 		if !strings.Contains(filepath.Base(args[0]), "qemu-system") || !bytes.Contains(cl, []byte(dir)) {
 			continue
 		}
-		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(st, ')'); i >= 0 && bytes.HasPrefix(bytes.TrimSpace(st[i+1:]), []byte("Z")) {
-				continue // a zombie is no VM
-			}
+		if pid, _ := strconv.Atoi(e.Name()); procGone(pid) {
+			continue // a zombie is no VM
 		}
 		out = append(out, e.Name()+" "+strings.Join(args, " "))
 	}
 	return out
+}
+
+// procGone reports whether pid no longer runs: gone, or a zombie not yet
+// waited for (its /proc/PID/stat state is Z).
+func procGone(pid int) bool {
+	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(st), ')')
+	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(st[i+1:])), "Z")
 }
 
 // buildDeb builds an architecture-independent .deb named <name>_1.0_all.deb

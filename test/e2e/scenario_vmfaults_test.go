@@ -43,16 +43,6 @@ func buildQEMU(t *testing.T, dir string) (int, string) {
 	return pid, strings.ReplaceAll(m[1], ",,", ",")
 }
 
-// procGone reports whether pid no longer runs (gone or a zombie).
-func procGone(pid int) bool {
-	st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(st), ')')
-	return i >= 0 && strings.HasPrefix(strings.TrimSpace(string(st[i+1:])), "Z")
-}
-
 // waitExit waits up to bound for Packer's exit and returns it with the time
 // it took since from.
 func waitExit(t *testing.T, p *packerProc, from time.Time, bound time.Duration) (*packerRun, time.Duration) {

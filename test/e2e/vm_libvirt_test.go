@@ -562,21 +562,12 @@ func (d *libvirtDomain) attach(v *vm) error {
 func watchPID(pid int) *qemuProc {
 	p := &qemuProc{exited: make(chan struct{})}
 	go func() {
-		for pidAlive(pid) {
+		for !procGone(pid) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		close(p.exited)
 	}()
 	return p
-}
-
-func pidAlive(pid int) bool {
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(st), ')')
-	return i < 0 || !strings.HasPrefix(strings.TrimSpace(string(st[i+1:])), "Z")
 }
 
 // afterGuestReboot is called by vm.Reboot once the guest was told to
@@ -631,7 +622,7 @@ func (d *libvirtDomain) stop(v *vm) error {
 				case <-p.exited:
 				case <-time.After(30 * time.Second):
 					// libvirtd gone or stuck: the domain's QEMU is ours to end.
-					if pid := d.pid; pid > 0 && pidAlive(pid) {
+					if pid := d.pid; pid > 0 && !procGone(pid) {
 						_ = syscall.Kill(pid, syscall.SIGKILL)
 						errs = append(errs, fmt.Sprintf("QEMU (pid %d) killed", pid))
 					}
@@ -659,7 +650,7 @@ func killLibvirtDomains() int {
 	liveDomains.Lock()
 	n := 0
 	for name, pid := range liveDomains.m {
-		if _, err := virsh("destroy", name); err != nil && pidAlive(pid) {
+		if _, err := virsh("destroy", name); err != nil && !procGone(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 		_, _ = virsh("undefine", name)
