@@ -69,7 +69,32 @@ type IndexEntry struct {
 	// Created is when the image was built; Add uses the current time
 	// when zero. Marshalled as RFC 3339 in UTC.
 	Created time.Time `json:"created"`
+	// Sidecars are the documents that belong to the image (its metadata,
+	// SBOM, provenance). Add checks and normalises their paths like the
+	// image's and lists each in SHA256SUMS; whatever removes the image
+	// removes them with it. Omitted when empty.
+	Sidecars []Sidecar `json:"sidecars,omitempty"`
 }
+
+// Sidecar is one document stored next to an image in the repository.
+type Sidecar struct {
+	// Kind says what the document is: SidecarMetadata, SidecarCycloneDX,
+	// SidecarSPDX or SidecarProvenance (others may be added).
+	Kind string `json:"kind"`
+	// Path is relative to the repository directory and slash-separated; an
+	// absolute path given to Add is made relative to Dir.
+	Path string `json:"path"`
+	// SHA256 is the file's SHA-256, lower-case hex.
+	SHA256 string `json:"sha256"`
+}
+
+// Sidecar kinds.
+const (
+	SidecarMetadata   = "metadata"       // <image>.metadata.json (this package's Metadata)
+	SidecarCycloneDX  = "sbom-cyclonedx" // CycloneDX JSON SBOM
+	SidecarSPDX       = "sbom-spdx"      // SPDX JSON SBOM
+	SidecarProvenance = "provenance"     // in-toto Statement with an SLSA Provenance predicate
+)
 
 func (r *Repo) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
@@ -123,6 +148,26 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 		entry.Created = time.Now()
 	}
 	entry.Created = entry.Created.UTC().Truncate(time.Second)
+	sidecars := make([]Sidecar, 0, len(entry.Sidecars))
+	for _, sc := range entry.Sidecars {
+		p, err := r.relPath(sc.Path)
+		if err != nil {
+			return fmt.Errorf("imagemeta: %s sidecar of %s: %w", sc.Kind, rel, err)
+		}
+		if p == rel {
+			return fmt.Errorf("imagemeta: %s sidecar of %s is the image itself", sc.Kind, rel)
+		}
+		h := strings.ToLower(sc.SHA256)
+		if !isHex(h, 64) {
+			return fmt.Errorf("imagemeta: %s sidecar %s: %q is not a SHA-256 hex digest", sc.Kind, p, sc.SHA256)
+		}
+		sidecars = append(sidecars, Sidecar{Kind: sc.Kind, Path: p, SHA256: h})
+	}
+	sort.Slice(sidecars, func(i, j int) bool { return sidecars[i].Path < sidecars[j].Path })
+	entry.Sidecars = nil
+	if len(sidecars) > 0 {
+		entry.Sidecars = sidecars
+	}
 
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		return fmt.Errorf("imagemeta: cannot create repository directory %s: %w", r.Dir, err)
@@ -150,6 +195,9 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 	replaced := false
 	for i := range idx.Images {
 		if idx.Images[i].Path == rel {
+			for _, sc := range idx.Images[i].Sidecars {
+				delete(sums, sc.Path) // the new entry's own are added below
+			}
 			idx.Images[i] = entry
 			replaced = true
 			break
@@ -160,6 +208,9 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 	}
 	idx.normalize()
 	sums[rel] = sum
+	for _, sc := range entry.Sidecars {
+		sums[sc.Path] = sc.SHA256
+	}
 
 	// SHA256SUMS first, then index.json: the index is the record of what
 	// the repository holds, so it is written last. A crash between the two

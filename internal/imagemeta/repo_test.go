@@ -417,3 +417,55 @@ func TestRepoConcurrentProcesses(t *testing.T) {
 		t.Errorf("latest = %v", idx.Latest)
 	}
 }
+
+func TestRepoSidecars(t *testing.T) {
+	dir := t.TempDir()
+	r, _ := newRepo(t, dir)
+	img := filepath.Join(dir, "b1", "node.qcow2")
+	e := IndexEntry{Name: "node", Sidecars: []Sidecar{
+		{Kind: SidecarProvenance, Path: "b1/node.qcow2.intoto.json", SHA256: strings.ToUpper(sumHex("prov"))},
+		{Kind: SidecarMetadata, Path: img + ".metadata.json", SHA256: sumHex("meta")},
+	}}
+	if err := r.Add(e, sumHex("img"), img); err != nil {
+		t.Fatal(err)
+	}
+	idx := readIndexT(t, dir)
+	got := idx.Images[0].Sidecars
+	want := []Sidecar{
+		{Kind: SidecarProvenance, Path: "b1/node.qcow2.intoto.json", SHA256: sumHex("prov")},
+		{Kind: SidecarMetadata, Path: "b1/node.qcow2.metadata.json", SHA256: sumHex("meta")},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sidecars = %v\nwant %v", got, want)
+	}
+	sums, err := os.ReadFile(filepath.Join(dir, SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSums := sumHex("img") + "  b1/node.qcow2\n" + sumHex("prov") + "  b1/node.qcow2.intoto.json\n" + sumHex("meta") + "  b1/node.qcow2.metadata.json\n"
+	if string(sums) != wantSums {
+		t.Errorf("SHA256SUMS =\n%s\nwant\n%s", sums, wantSums)
+	}
+
+	// Registering the image again replaces its sidecars' lines too.
+	e.Sidecars = []Sidecar{{Kind: SidecarMetadata, Path: "b1/node.qcow2.metadata.json", SHA256: sumHex("meta2")}}
+	if err := r.Add(e, sumHex("img"), img); err != nil {
+		t.Fatal(err)
+	}
+	sums, _ = os.ReadFile(filepath.Join(dir, SumsFile))
+	if want := sumHex("img") + "  b1/node.qcow2\n" + sumHex("meta2") + "  b1/node.qcow2.metadata.json\n"; string(sums) != want {
+		t.Errorf("after re-adding, SHA256SUMS =\n%s\nwant\n%s", sums, want)
+	}
+
+	for name, sc := range map[string]Sidecar{
+		"outside":  {Kind: SidecarSPDX, Path: "../x.spdx.json", SHA256: sumHex("x")},
+		"bad hash": {Kind: SidecarSPDX, Path: "b1/x.spdx.json", SHA256: "abc"},
+		"image":    {Kind: SidecarSPDX, Path: "b1/node.qcow2", SHA256: sumHex("x")},
+		"reserved": {Kind: SidecarSPDX, Path: SumsFile, SHA256: sumHex("x")},
+	} {
+		e := IndexEntry{Name: "node", Sidecars: []Sidecar{sc}}
+		if err := r.Add(e, sumHex("img"), img); err == nil || !strings.Contains(err.Error(), "sidecar") {
+			t.Errorf("%s: Add error %v, want one naming the sidecar", name, err)
+		}
+	}
+}
