@@ -218,6 +218,67 @@ type vm struct {
 	hostKeys []ssh.PublicKey // the host keys presented, each change appended
 	stopOnce sync.Once
 	stopErr  error
+	sshErr   error // why the wait for the first login failed, if it did
+}
+
+// kernelStartRe matches the line each Linux boot prints first; printkTimeRe
+// a console line's timestamp (seconds since that boot).
+var (
+	kernelStartRe = regexp.MustCompile(`(?m)^(\[ *[0-9.]+\] )?Linux version `)
+	printkTimeRe  = regexp.MustCompile(`(?m)^\[ *([0-9]+\.[0-9]+)\]`)
+)
+
+// diagnose says, in one line, where a (failed) guest stands: QEMU's run
+// state (QMP query-status), how many kernel boots the serial console saw,
+// the last console timestamp against QEMU's own time up, and the first
+// login or why it never came. A guest up 10 minutes whose kernel says 30 s
+// started late or restarted; "paused" means QEMU stopped it (e.g. ENOSPC).
+func (v *vm) diagnose() string {
+	var parts []string
+	if v.dom == nil && v.qmpSock != "" {
+		if p := v.process(); p != nil {
+			select {
+			case <-p.exited:
+				parts = append(parts, fmt.Sprintf("QEMU exited (%v)", p.err))
+			default:
+				if raw, err := qmp(v.qmpSock, "query-status", nil, 5*time.Second); err != nil {
+					parts = append(parts, fmt.Sprintf("QMP query-status: %v", err))
+				} else {
+					var st struct {
+						Status string `json:"status"`
+					}
+					_ = json.Unmarshal(raw, &st)
+					parts = append(parts, "QEMU status "+st.Status)
+				}
+			}
+		}
+	}
+	serial, _ := os.ReadFile(v.SerialLog)
+	parts = append(parts, fmt.Sprintf("%d kernel boot(s) on the serial console (%d bytes)", len(kernelStartRe.FindAll(serial, -1)), len(serial)))
+	if m := printkTimeRe.FindAllSubmatch(serial, -1); len(m) > 0 {
+		parts = append(parts, fmt.Sprintf("last console timestamp %ss", m[len(m)-1][1]))
+	}
+	v.mu.Lock()
+	started, login, sshErr := v.Started, v.FirstLogin, v.sshErr
+	v.mu.Unlock()
+	if !started.IsZero() {
+		parts = append(parts, fmt.Sprintf("QEMU up %s", time.Since(started).Round(time.Second)))
+	}
+	switch {
+	case !login.IsZero():
+		parts = append(parts, fmt.Sprintf("first SSH login %s after start", login.Sub(started).Round(100*time.Millisecond)))
+	case sshErr != nil:
+		parts = append(parts, fmt.Sprintf("no SSH login: %v", firstLine(sshErr.Error())))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 var netShapeCounter atomic.Int64
@@ -340,9 +401,14 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 	v.qmpSock = filepath.Join(v.qmpDir, "qmp.sock")
 
 	t.Cleanup(func() {
+		// On failure, the guest is looked at before it is powered off (the
+		// power-off would push where it stood out of the serial tail), and
+		// the account ends with one line that fits any excerpt of the log.
+		var state string
 		if t.Failed() {
+			state = v.diagnose()
 			if s := tailFile(v.SerialLog, 60); s != "" {
-				t.Logf("test failed; last 60 lines of %s:\n%s", v.SerialLog, s)
+				t.Logf("test failed; last 60 lines of %s (before power-off):\n%s", v.SerialLog, s)
 			}
 		}
 		if err := v.Stop(); err != nil {
@@ -351,6 +417,9 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 		os.RemoveAll(v.qmpDir)
 		if !t.Failed() {
 			os.Remove(v.Overlay)
+		}
+		if state != "" {
+			t.Logf("VM at the failure: %s", state)
 		}
 	})
 
@@ -907,6 +976,9 @@ func (v *vm) WaitSSH() {
 func (v *vm) waitSSH() error {
 	start := time.Now()
 	if _, err := v.connected(sshBootDeadline); err != nil {
+		v.mu.Lock()
+		v.sshErr = err
+		v.mu.Unlock()
 		return err
 	}
 	v.mu.Lock()
