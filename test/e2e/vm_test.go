@@ -222,10 +222,11 @@ type vm struct {
 }
 
 // kernelStartRe matches the line each Linux boot prints first; printkTimeRe
-// a console line's timestamp (seconds since that boot).
+// a console line's timestamp (seconds since that boot). Console lines may
+// start with a carriage return.
 var (
-	kernelStartRe = regexp.MustCompile(`(?m)^(\[ *[0-9.]+\] )?Linux version `)
-	printkTimeRe  = regexp.MustCompile(`(?m)^\[ *([0-9]+\.[0-9]+)\]`)
+	kernelStartRe = regexp.MustCompile(`(?m)^\r?(\[ *[0-9.]+\] )?Linux version `)
+	printkTimeRe  = regexp.MustCompile(`(?m)^\r?\[ *([0-9]+\.[0-9]+)\]`)
 )
 
 // diagnose says, in one line, where a (failed) guest stands: QEMU's run
