@@ -52,7 +52,7 @@ build {
     # The same attachment as the stock side's.
     qemuargs = [
       ["-blockdev", "driver=raw,node-name=benchdata,read-only=on,file.driver=file,file.filename=${var.data}"],
-      ["-device", "virtio-blk-pci,drive=benchdata"],
+      ["-device", "virtio-blk-pci,drive=benchdata,addr=0x1e"],
     ]
   }
 

@@ -72,10 +72,11 @@ build {
     disk_compression = true
     # -blockdev and -device: a -drive in qemuargs would replace the stock
     # builder's own drives (its -device list is replaced too, but it puts
-    # the NIC back).
+    # the NIC back). The last PCI slot, so that SeaBIOS finds the boot disk
+    # first (it boots only the first hard disk it finds).
     qemuargs = [
       ["-blockdev", "driver=raw,node-name=benchdata,read-only=on,file.driver=file,file.filename=${var.data}"],
-      ["-device", "virtio-blk-pci,drive=benchdata"],
+      ["-device", "virtio-blk-pci,drive=benchdata,addr=0x1e"],
     ]
   }
 
