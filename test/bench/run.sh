@@ -10,7 +10,7 @@
 #  3. The metadata post-processor's one-pass sha256+sha512 hashing against
 #     sha256sum alone (goal: >= 1.5x sha256sum's throughput).
 #  4. The real-size job (issue #17): the seed's job on an 8 GiB disk whose
-#     provisioning writes ~2.5 GB from a data disk of real Debian packages
+#     provisioning writes ~2.3 GB from a data disk of real Debian packages
 #     (test/bench/build/realsize-data.sh, realsize.sh), compressed output,
 #     stock (zlib, its only choice) against cloudimg-kvm (zstd), alternating
 #     BENCH_REALSIZE_RUNS runs of each (default BENCH_RUNS, else 2). Per run
