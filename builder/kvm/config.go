@@ -73,9 +73,16 @@ type Config struct {
 	// QEMU discard mode: `unmap` (default) or `ignore`. With `unmap`, freed
 	// blocks (the reset provisioner runs `fstrim`) shrink the output.
 	DiskDiscard string `mapstructure:"disk_discard"`
-	// Compress the output qcow2 (`qemu-img convert -c`). Smaller, slower to
-	// write and a little slower to read.
+	// Compress the output qcow2 (`qemu-img convert -c`, with out-of-order
+	// writes: `-W`). Smaller, slower to write and a little slower to read.
 	DiskCompression bool `mapstructure:"disk_compression"`
+	// How `disk_compression` compresses a qcow2 output (its
+	// `compression_type`): `zstd` (default) or `zlib`. zstd compressed about
+	// five times faster than zlib here, to the same size; only a QEMU that is
+	// 5.1 or newer and built with zstd reads it. Choose `zlib` for hosts
+	// without one (Debian 11, RHEL 8 and 9.0–9.3, Proxmox VE 7.1 and older:
+	// see "Compression" in the builder's documentation).
+	DiskCompressionType string `mapstructure:"disk_compression_type"`
 	// Do not convert the build disk after the build: the output is the disk
 	// the VM ran on (an overlay with `use_backing_file`).
 	SkipCompaction bool `mapstructure:"skip_compaction"`
@@ -295,6 +302,15 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	}
 	if !oneOf(c.DiskDiscard, "unmap", "ignore") {
 		add("disk_discard: %q is not one of unmap, ignore", c.DiskDiscard)
+	}
+	if c.DiskCompressionType == "" {
+		c.DiskCompressionType = "zstd"
+	}
+	if !oneOf(c.DiskCompressionType, "zstd", "zlib") {
+		add("disk_compression_type: %q is not one of zstd, zlib (zlib for hosts whose QEMU is older than 5.1)", c.DiskCompressionType)
+	}
+	if c.DiskCompression && c.Format == "raw" {
+		add("disk_compression: a raw image cannot be compressed; use format = \"qcow2\" or unset disk_compression")
 	}
 	if c.SkipCompaction && c.DiskCompression {
 		warnings = append(warnings, "disk_compression is ignored because skip_compaction is set")

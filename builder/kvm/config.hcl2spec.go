@@ -92,6 +92,7 @@ type FlatConfig struct {
 	DiskCache                 *string           `mapstructure:"disk_cache" cty:"disk_cache" hcl:"disk_cache"`
 	DiskDiscard               *string           `mapstructure:"disk_discard" cty:"disk_discard" hcl:"disk_discard"`
 	DiskCompression           *bool             `mapstructure:"disk_compression" cty:"disk_compression" hcl:"disk_compression"`
+	DiskCompressionType       *string           `mapstructure:"disk_compression_type" cty:"disk_compression_type" hcl:"disk_compression_type"`
 	SkipCompaction            *bool             `mapstructure:"skip_compaction" cty:"skip_compaction" hcl:"skip_compaction"`
 	SkipResizeDisk            *bool             `mapstructure:"skip_resize_disk" cty:"skip_resize_disk" hcl:"skip_resize_disk"`
 	UseBackingFile            *bool             `mapstructure:"use_backing_file" cty:"use_backing_file" hcl:"use_backing_file"`
@@ -220,6 +221,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"disk_cache":                   &hcldec.AttrSpec{Name: "disk_cache", Type: cty.String, Required: false},
 		"disk_discard":                 &hcldec.AttrSpec{Name: "disk_discard", Type: cty.String, Required: false},
 		"disk_compression":             &hcldec.AttrSpec{Name: "disk_compression", Type: cty.Bool, Required: false},
+		"disk_compression_type":        &hcldec.AttrSpec{Name: "disk_compression_type", Type: cty.String, Required: false},
 		"skip_compaction":              &hcldec.AttrSpec{Name: "skip_compaction", Type: cty.Bool, Required: false},
 		"skip_resize_disk":             &hcldec.AttrSpec{Name: "skip_resize_disk", Type: cty.Bool, Required: false},
 		"use_backing_file":             &hcldec.AttrSpec{Name: "use_backing_file", Type: cty.Bool, Required: false},

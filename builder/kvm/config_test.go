@@ -51,6 +51,9 @@ func TestPrepareDefaults(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, v[0], v[1])
 		}
 	}
+	if c.DiskCompressionType != "zstd" {
+		t.Errorf("disk_compression_type = %q, want zstd", c.DiskCompressionType)
+	}
 	if c.DiskSize != "" {
 		t.Errorf("disk_size defaults to %q, want empty (keep the source size)", c.DiskSize)
 	}
@@ -72,6 +75,8 @@ func TestPrepareErrorsNameTheField(t *testing.T) {
 		{map[string]interface{}{"disk_interface": "floppy"}, "disk_interface"},
 		{map[string]interface{}{"disk_cache": "fast"}, "disk_cache"},
 		{map[string]interface{}{"disk_discard": "yes"}, "disk_discard"},
+		{map[string]interface{}{"disk_compression": true, "disk_compression_type": "xz"}, "disk_compression_type"},
+		{map[string]interface{}{"disk_compression": true, "format": "raw"}, "disk_compression"},
 		{map[string]interface{}{"accelerator": "xen"}, "accelerator"},
 		{map[string]interface{}{"mac_address": "nope"}, "mac_address"},
 		{map[string]interface{}{"mac_address": "01:00:5e:00:00:01"}, "mac_address"},

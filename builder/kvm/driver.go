@@ -28,8 +28,8 @@ type ImageInfo struct {
 type Driver interface {
 	// Info reads the format and virtual size of an image.
 	Info(path string) (*ImageInfo, error)
-	// Convert copies src into a new dst of dstFormat (compressed if asked).
-	Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, compress bool) error
+	// Convert copies src into a new dst of dstFormat, as opts say.
+	Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, opts ConvertOptions) error
 	// Overlay creates a qcow2 dst backed by backing.
 	Overlay(backing, backingFormat, dst string) error
 	// Resize grows the image to size bytes.
@@ -93,13 +93,36 @@ func (d *QemuDriver) Info(path string) (*ImageInfo, error) {
 	return &info, nil
 }
 
-// Convert implements Driver.
-func (d *QemuDriver) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, compress bool) error {
+// ConvertOptions are the choices of one conversion besides its files.
+type ConvertOptions struct {
+	// Compress writes compressed clusters (`qemu-img convert -c`, qcow2).
+	Compress bool
+	// CompressionType is the qcow2 `compression_type` of a compressed
+	// output, "zstd" or "zlib"; "" leaves qemu-img's default (zlib).
+	CompressionType string
+	// OutOfOrder lets qemu-img write clusters in the order its parallel
+	// coroutines finish them instead of the source's (`-W`).
+	OutOfOrder bool
+}
+
+// convertArgs is the `qemu-img convert` command line for Convert.
+func convertArgs(src, srcFormat, dst, dstFormat string, opts ConvertOptions) []string {
 	args := []string{"convert", "-f", srcFormat, "-O", dstFormat}
-	if compress {
+	if opts.Compress {
 		args = append(args, "-c")
+		if opts.CompressionType != "" {
+			args = append(args, "-o", "compression_type="+opts.CompressionType)
+		}
 	}
-	_, err := d.qemuImg(ctx, append(args, src, dst)...)
+	if opts.OutOfOrder {
+		args = append(args, "-W")
+	}
+	return append(args, src, dst)
+}
+
+// Convert implements Driver.
+func (d *QemuDriver) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, opts ConvertOptions) error {
+	_, err := d.qemuImg(ctx, convertArgs(src, srcFormat, dst, dstFormat, opts)...)
 	return err
 }
 

@@ -57,7 +57,7 @@ func (s *stepCreateDisk) Run(ctx context.Context, state multistep.StateBag) mult
 		}
 	} else {
 		ui.Say("Copying the source image to the build disk...")
-		if err := driver.Convert(ctx, source, info.Format, s.disk, "qcow2", false); err != nil {
+		if err := driver.Convert(ctx, source, info.Format, s.disk, "qcow2", ConvertOptions{}); err != nil {
 			return halt(state, fmt.Errorf("creating the build disk: %w", err))
 		}
 	}

@@ -26,8 +26,8 @@ func (d *fakeDriver) Info(path string) (*ImageInfo, error) {
 	return &i, nil
 }
 
-func (d *fakeDriver) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, compress bool) error {
-	d.calls = append(d.calls, "convert "+srcFormat+" "+dstFormat+" "+map[bool]string{true: "-c", false: ""}[compress])
+func (d *fakeDriver) Convert(ctx context.Context, src, srcFormat, dst, dstFormat string, opts ConvertOptions) error {
+	d.calls = append(d.calls, "convert "+srcFormat+" "+dstFormat+" "+map[bool]string{true: "-c " + opts.CompressionType, false: ""}[opts.Compress])
 	if d.failOn == "convert" {
 		os.WriteFile(dst, []byte("partial"), 0o644)
 		return errors.New("qemu-img: disk full")
@@ -163,7 +163,7 @@ func TestConvertIsAtomic(t *testing.T) {
 	os.WriteFile(disk, []byte("disk"), 0o644)
 
 	d := &fakeDriver{failOn: "convert"}
-	cfg := &Config{Format: "qcow2", DiskCompression: true}
+	cfg := &Config{Format: "qcow2", DiskCompression: true, DiskCompressionType: "zstd"}
 	state := stepState(t, cfg, d)
 	state.Put("disk_path", disk)
 	state.Put("image_path", image)
@@ -187,7 +187,7 @@ func TestConvertIsAtomic(t *testing.T) {
 	if b, _ := os.ReadFile(image); string(b) != "image from "+filepath.Base(disk) {
 		t.Errorf("image content %q", b)
 	}
-	if !strings.Contains(strings.Join(d.calls, ";"), "-c") {
+	if !strings.Contains(strings.Join(d.calls, ";"), "-c zstd") {
 		t.Errorf("disk_compression not passed: %v", d.calls)
 	}
 	if _, err := os.Stat(disk); !os.IsNotExist(err) {
@@ -263,6 +263,34 @@ func TestQemuArgs(t *testing.T) {
 	for _, want := range []string{"-name vm,,1 ", "file=/o,,1/disk.qcow2,", "file=/t,,1/cidata.iso,", "unix:/t,,1/qmp.sock,server=on", "-serial file:/t,1/serial.log "} {
 		if !strings.Contains(line, want) {
 			t.Errorf("qemu args lack %q:\n%s", want, line)
+		}
+	}
+}
+
+// The final conversion's qemu-img command line for each compression choice.
+func TestConvertArgs(t *testing.T) {
+	for _, tc := range []struct {
+		set  map[string]interface{}
+		want string
+	}{
+		{nil, "convert -f qcow2 -O qcow2 disk out"},
+		{map[string]interface{}{"disk_compression": true}, "convert -f qcow2 -O qcow2 -c -o compression_type=zstd -W disk out"},
+		{map[string]interface{}{"disk_compression": true, "disk_compression_type": "zstd"}, "convert -f qcow2 -O qcow2 -c -o compression_type=zstd -W disk out"},
+		{map[string]interface{}{"disk_compression": true, "disk_compression_type": "zlib"}, "convert -f qcow2 -O qcow2 -c -o compression_type=zlib -W disk out"},
+		{map[string]interface{}{"disk_compression_type": "zlib"}, "convert -f qcow2 -O qcow2 disk out"},
+		{map[string]interface{}{"format": "raw"}, "convert -f qcow2 -O raw disk out"},
+	} {
+		raw := testConfig(t)
+		for k, v := range tc.set {
+			raw[k] = v
+		}
+		var c Config
+		if _, err := c.Prepare(raw); err != nil {
+			t.Fatalf("%v: %v", tc.set, err)
+		}
+		got := strings.Join(convertArgs("disk", "qcow2", "out", c.Format, c.convertOptions()), " ")
+		if got != tc.want {
+			t.Errorf("%v:\n got %s\nwant %s", tc.set, got, tc.want)
 		}
 	}
 }

@@ -9,20 +9,31 @@
 #  each (default 3), alternating; the medians are compared.
 #  3. The metadata post-processor's one-pass sha256+sha512 hashing against
 #     sha256sum alone (goal: >= 1.5x sha256sum's throughput).
-#  BENCH_ONLY="seedjob floor hash" (the default) picks the parts to run.
+#  4. The real-size job (issue #17): the seed's job on an 8 GiB disk whose
+#     provisioning writes ~2.3 GB from a data disk of real Debian packages
+#     (test/bench/build/realsize-data.sh, realsize.sh), compressed output,
+#     stock (zlib, its only choice) against cloudimg-kvm (zstd), alternating
+#     BENCH_REALSIZE_RUNS runs of each (default BENCH_RUNS, else 2). Per run
+#     and as medians: wall time, the post-boot phases, output size, the
+#     floor (qemu-img convert -c -o compression_type=zstd of the same data
+#     plus one sha256sum read of the result, timed in the same run) and the
+#     metadata hashing's throughput against sha256sum on the output.
+#     BENCH_LAYERS (default 3) sets how many 0.7 GB copies the guest writes.
+#  BENCH_ONLY="seedjob floor hash realsize" (the default) picks the parts.
 set -euo pipefail
 # One { } group: bash parses the whole script before running it, so editing
 # the file during a run cannot derail that run.
 {
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/cloudimg-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# BENCH_LOG_DIR: where to keep every build's Packer output (default: nowhere).
+trap '[ -z "${BENCH_LOG_DIR:-}" ] || { mkdir -p "$BENCH_LOG_DIR"; cp "$work"/*.out "$BENCH_LOG_DIR"/ 2>/dev/null; }; rm -rf "$work"' EXIT
 export CHECKPOINT_DISABLE=1 PACKER_PLUGIN_PATH=$work/plugins
 
 image=$("$root/test/e2e/image/build.sh" | tail -n 1)
 sum=$(sha256sum "$image" | cut -d ' ' -f 1)
 "$root/tools/bin/packer" plugins install --path "$root/packer-plugin-cloudimg" github.com/packer-cloudimg/cloudimg >/dev/null
-"$root/tools/bin/packer" plugins install --path "$root/tools/bin/packer-plugin-qemu" github.com/hashicorp/qemu >/dev/null
+"$root/tools/bin/packer" plugins install --path "${QEMU_PLUGIN:-$root/tools/bin/packer-plugin-qemu}" github.com/hashicorp/qemu >/dev/null
 
 accel=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi
@@ -55,7 +66,7 @@ timeline() {
 phases() { grep -o 'Phases: .*' "$work/$1.out" | head -n 1; }
 
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-seedjob floor hash} "
+only=" ${BENCH_ONLY:-seedjob floor hash realsize} "
 want() { [[ $only == *" $1 "* ]]; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -67,7 +78,7 @@ echo
 echo "-- issue #8: the seed's job, stock qemu builder (classic template) vs cloudimg-kvm (reset + metadata)"
 cs=() ds=()
 for i in $(seq "$runs"); do
-	c=$(packer_build "stock-$i" stock.pkr.hcl -var "output=$work/stock-$i" -var "accelerator=$accel")
+	c=$(packer_build "stock-$i" stock.pkr.hcl -only=qemu.stock -var "output=$work/stock-$i" -var "accelerator=$accel")
 	d=$(packer_build "seedjob-$i" bench.pkr.hcl -only=cloudimg-kvm.seedjob -var "output=$work/seedjob-$i")
 	cs+=("$c") ds+=("$d")
 	printf 'run %d: stock qemu v1.0.9 %6.1fs  timeline:%s\n' "$i" "$c" "$(timeline "stock-$i")"
@@ -96,6 +107,80 @@ for i in $(seq "$runs"); do
 done
 a=$(median "${as[@]}") b=$(median "${bs[@]}")
 printf 'median: cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.15)\n' "$a" "$b" "$(ratio "$a" "$b")"
+fi
+
+if want realsize; then
+echo
+echo "-- issue #17: the real-size job, compressed: stock qemu builder (zlib) vs cloudimg-kvm (zstd)"
+rruns=${BENCH_REALSIZE_RUNS:-${BENCH_RUNS:-2}}
+layers=${BENCH_LAYERS:-3}
+data=$work/benchdata.raw
+bytes=$(bash "$root/test/bench/build/realsize-data.sh" "$data")
+printf 'data disk: %s of packages and their unpacked trees; %s layers; %d runs of each build\n' \
+	"$(numfmt --to=iec "$bytes")" "$layers" "$rruns"
+(cd "$root" && go build -o "$work/hashbench" ./test/bench/hash)
+# at NAME PATTERN: the second (from the first line of NAME's output) at
+# which the first line matching PATTERN was printed.
+at() {
+	awk -F': ' -v re="$2" '
+		function t(s) { gsub(/[-T:Z]/, " ", s); return mktime(s) }
+		!/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ { next }
+		!t0 { t0 = t($1) }
+		$0 ~ re { print t($1) - t0; found = 1; exit }
+		END { if (!found) print 0 }' "$work/$1.out"
+}
+phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "- 0"; } | head -n 1 | cut -d ' ' -f 2; }
+size() { stat -c %s "$1"; }
+rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
+sw=() cw=() ss=() cs_=() cp=() fl=() hr=()
+for i in $(seq "$rruns"); do
+	st=$(packer_build "stock-realsize-$i" stock.pkr.hcl -only=qemu.realsize -var "output=$work/stock-realsize-$i" \
+		-var "accelerator=$accel" -var "data=$data" -var "layers=$layers")
+	ck=$(packer_build "realsize-$i" bench.pkr.hcl -only=cloudimg-kvm.realsize -var "output=$work/realsize-$i" \
+		-var "data=$data" -var "layers=$layers")
+	sout=$work/stock-realsize-$i/realsize.qcow2 cout=$work/realsize-$i/realsize.qcow2
+	# The stock builder's post-boot phases from its timestamps (1 s steps):
+	# halt → convert → end.
+	s_halt=$(at "stock-realsize-$i" 'Gracefully halting|Halting the virtual machine') s_conv=$(at "stock-realsize-$i" 'Converting hard drive')
+	s_end=$(awk -F': ' 'function t(s) { gsub(/[-T:Z]/, " ", s); return mktime(s) }
+		/^[0-9][0-9][0-9][0-9]-/ { if (!t0) t0 = t($1); last = t($1) } END { print last - t0 }' "$work/stock-realsize-$i.out")
+	# cloudimg-kvm's: the builder's own phase times, then the metadata
+	# post-processor from its timestamps (Phases: line → repository updated).
+	c_shut=$(phase "realsize-$i" shutdown) c_conv=$(phase "realsize-$i" convert)
+	c_meta=$(( $(at "realsize-$i" 'Added .* to the repository') - $(at "realsize-$i" 'Phases: ') ))
+	c_post=$(awk -v a="$c_shut" -v b="$c_conv" -v c="$c_meta" 'BEGIN { print a + b + c }')
+	# The floor: the same data (cloudimg-kvm's output, uncompressed first,
+	# untimed) compressed by qemu-img with zstd, then read once by sha256sum.
+	qemu-img convert -f qcow2 -O qcow2 "$cout" "$work/floor-in.qcow2"
+	f_conv=$(timeit qemu-img convert -c -f qcow2 -O qcow2 -o compression_type=zstd "$work/floor-in.qcow2" "$work/floor-out.qcow2")
+	f_sum=$(timeit sha256sum "$work/floor-out.qcow2")
+	floor=$(awk -v a="$f_conv" -v b="$f_sum" 'BEGIN { print a + b }')
+	# Hashing throughput on the output, page cache warm (just read above).
+	cat "$cout" >/dev/null
+	h_go=$("$work/hashbench" -file "$cout" -algos sha256,sha512 | sed -n 's/^seconds=//p')
+	h_sum=$(timeit sha256sum "$cout")
+	sw+=("$st") cw+=("$ck") ss+=("$(size "$sout")") cs_+=("$(size "$cout")") cp+=("$c_post") fl+=("$floor")
+	hr+=("$(awk -v a="$h_sum" -v b="$h_go" 'BEGIN { printf "%.2f", a / b }')")
+	printf 'run %d: stock qemu v1.0.9 %6.1fs  post-boot: shutdown %ds, image written %ds (1 s steps)  output %s\n' \
+		"$i" "$st" "$(( s_conv - s_halt ))" "$(( s_end - s_conv ))" "$(numfmt --to=iec "$(size "$sout")")"
+	printf '       cloudimg-kvm      %6.1fs  post-boot: shutdown %.1fs, image written %.1fs, metadata written %ds (1 s steps)  output %s\n' \
+		"$ck" "$c_shut" "$c_conv" "$c_meta" "$(numfmt --to=iec "$(size "$cout")")"
+	printf '       %s\n' "$(phases "realsize-$i")"
+	printf '       guest:%s\n' "$(grep -o 'bench: the provisioning wrote .*' "$work/realsize-$i.out" | head -n 1 | cut -c 7-)"
+	printf '       floor: convert -c zstd %.1fs + sha256sum %.1fs = %.1fs  (%s)\n' "$f_conv" "$f_sum" "$floor" "$(numfmt --to=iec "$(size "$work/floor-out.qcow2")")"
+	printf '       hashing %s MB: sha256+sha512 one pass %s MB/s, sha256sum %s MB/s\n' \
+		"$(( $(size "$cout") / 1000000 ))" "$(rate "$(size "$cout")" "$h_go")" "$(rate "$(size "$cout")" "$h_sum")"
+	printf '       ratios: wall %s, output size %s, post-boot/floor %s (without shutdown %s), hashing %sx\n' \
+		"$(ratio "$ck" "$st")" "$(ratio "$(size "$cout")" "$(size "$sout")")" "$(ratio "$c_post" "$floor")" \
+		"$(ratio "$(awk -v a="$c_conv" -v c="$c_meta" 'BEGIN { print a + c }')" "$floor")" "${hr[-1]}"
+	rm -rf "$work/stock-realsize-$i" "$work/realsize-$i" "$work/floor-in.qcow2" "$work/floor-out.qcow2"
+done
+printf 'median: wall stock %.1fs, cloudimg-kvm %.1fs, ratio %s (goal <= 0.6)\n' "$(median "${sw[@]}")" "$(median "${cw[@]}")" "$(ratio "$(median "${cw[@]}")" "$(median "${sw[@]}")")"
+printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(numfmt --to=iec "$(median "${ss[@]}")")" \
+	"$(numfmt --to=iec "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")")"
+printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
+printf '        hashing sha256+sha512 against sha256sum %.2fx (goal >= 1.5)\n' "$(median "${hr[@]}")"
 fi
 
 if want hash; then

@@ -15,12 +15,13 @@ import (
 
 // TestScenarioUEFI builds with the builder's non-default machine shape:
 // firmware = "uefi" (OVMF), disk_interface = "virtio-scsi", use_backing_file
-// with disk_size larger than the source, disk_compression. It checks what
-// the build guest saw (UEFI, a SCSI root disk), that the output is a
-// standalone qcow2 of the new size delivered with its UEFI variables store,
-// and that the output boots again as a new UEFI VM does (fresh variables, the
-// disk on virtio-blk this time: the bootloader is found on any disk), as a
-// cloud-init first boot without the build user.
+// with disk_size larger than the source, disk_compression (with the default
+// disk_compression_type, zstd). It checks what the build guest saw (UEFI, a
+// SCSI root disk), that the output is a standalone zstd-compressed qcow2 of
+// the new size delivered with its UEFI variables store, and that the output
+// boots again as a new UEFI VM does (fresh variables, the disk on virtio-blk
+// this time: the bootloader is found on any disk), as a cloud-init first
+// boot without the build user.
 func TestScenarioUEFI(t *testing.T) {
 	tm := newTimings(t)
 	img := testImage(t, debian12)
@@ -50,12 +51,36 @@ func TestScenarioUEFI(t *testing.T) {
 		Format      string `json:"format"`
 		VirtualSize int64  `json:"virtual-size"`
 		Backing     string `json:"backing-filename"`
+		Specific    struct {
+			Data struct {
+				CompressionType string `json:"compression-type"`
+			} `json:"data"`
+		} `json:"format-specific"`
 	}
 	if err := json.Unmarshal(info, &qi); err != nil {
 		t.Fatal(err)
 	}
 	if qi.Format != "qcow2" || qi.Backing != "" || qi.VirtualSize != 3<<30 {
 		t.Errorf("output: format %q, backing file %q, virtual size %d; want a standalone qcow2 of 3 GiB (disk_size)", qi.Format, qi.Backing, qi.VirtualSize)
+	}
+	// disk_compression with the default disk_compression_type: zstd, and
+	// the clusters really compressed (qemu-img check counts them).
+	if ct := qi.Specific.Data.CompressionType; ct != "zstd" {
+		t.Errorf("output: qcow2 compression type %q, want zstd (the default disk_compression_type)", ct)
+	}
+	check, err := exec.Command("qemu-img", "check", "--output=json", output).Output()
+	if err != nil {
+		t.Fatalf("qemu-img check %s: %v", output, err)
+	}
+	var qc struct {
+		Allocated  int64 `json:"allocated-clusters"`
+		Compressed int64 `json:"compressed-clusters"`
+	}
+	if err := json.Unmarshal(check, &qc); err != nil {
+		t.Fatal(err)
+	}
+	if qc.Compressed == 0 || qc.Compressed < qc.Allocated/2 {
+		t.Errorf("output: %d of %d allocated clusters compressed; want most (disk_compression = true)", qc.Compressed, qc.Allocated)
 	}
 	if left, _ := filepath.Glob(filepath.Join(out, ".*")); len(left) != 0 {
 		t.Errorf("temporary files left in the output directory: %q", left)

@@ -5,6 +5,10 @@
 # build user, and the builder's default halt (QEMU is stopped, no ACPI
 # shutdown; hence the sync). The accelerator is set as a user here must:
 # /dev/kvm exists on these machines but cannot run a guest.
+# qemu.realsize is the stock side of the real-size job (issue #17): the same
+# template with an 8 GiB disk, the data disk of realsize-data.sh attached,
+# realsize.sh's provisioning and the builder's compression (zlib, its only
+# choice).
 packer {
   required_plugins {
     qemu = {
@@ -18,6 +22,14 @@ variable "image" { type = string }
 variable "checksum" { type = string }
 variable "output" { type = string }
 variable "accelerator" { type = string }
+variable "data" {
+  type    = string
+  default = ""
+}
+variable "layers" {
+  type    = string
+  default = "3"
+}
 
 source "qemu" "stock" {
   iso_url          = var.image
@@ -25,7 +37,6 @@ source "qemu" "stock" {
   disk_image       = true
   format           = "qcow2"
   output_directory = var.output
-  vm_name          = "stock.qcow2"
   accelerator      = var.accelerator
   cpus             = 2
   memory           = 1024
@@ -50,7 +61,24 @@ source "qemu" "stock" {
 }
 
 build {
-  sources = ["source.qemu.stock"]
+  source "qemu.stock" {
+    name    = "stock"
+    vm_name = "stock.qcow2"
+  }
+  source "qemu.stock" {
+    name             = "realsize"
+    vm_name          = "realsize.qcow2"
+    disk_size        = "8G"
+    disk_compression = true
+    # -blockdev and -device: a -drive in qemuargs would replace the stock
+    # builder's own drives (its -device list is replaced too, but it puts
+    # the NIC back). The last PCI slot, so that SeaBIOS finds the boot disk
+    # first (it boots only the first hard disk it finds).
+    qemuargs = [
+      ["-blockdev", "driver=raw,node-name=benchdata,read-only=on,file.driver=file,file.filename=${var.data}"],
+      ["-device", "virtio-blk-pci,drive=benchdata,addr=0x1e"],
+    ]
+  }
 
   provisioner "shell" {
     inline           = ["cloud-init status --wait"]
@@ -58,6 +86,12 @@ build {
   }
   provisioner "shell" {
     inline = ["echo bench | sudo tee /etc/bench-marker >/dev/null", "sudo sync"]
+  }
+  provisioner "shell" {
+    only             = ["qemu.realsize"]
+    script           = "realsize.sh"
+    environment_vars = ["BENCH_LAYERS=${var.layers}"]
+    execute_command  = "sudo sh -c '{{ .Vars }} {{ .Path }}'"
   }
   provisioner "shell" {
     skip_clean      = true

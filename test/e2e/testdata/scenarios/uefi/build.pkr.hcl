@@ -1,7 +1,8 @@
 # TestScenarioUEFI: the builder's other machine shapes: UEFI firmware (OVMF),
 # the disk on virtio-scsi, a qcow2 overlay on the cached source image
-# (use_backing_file) grown to disk_size, a compressed output. The shell
-# provisioner records what the build guest saw; the reset runs as usual.
+# (use_backing_file) grown to disk_size, a compressed output (zstd, the
+# default disk_compression_type). The shell provisioner records what the
+# build guest saw; the reset runs as usual.
 packer {
   required_plugins {
     cloudimg = {
