@@ -148,15 +148,7 @@ func ReadMetadata(path string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m Metadata
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("imagemeta: %s: %w", path, err)
-	}
-	if m.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("imagemeta: %s: unsupported schema_version %d (want %d)",
-			path, m.SchemaVersion, SchemaVersion)
-	}
-	return &m, nil
+	return ParseMetadata(path, b)
 }
 
 // WriteMetadata writes MarshalMetadata(m) to path atomically: the bytes go
