@@ -97,7 +97,9 @@ func (r *Repo) deleteFiles(rm *Removed) {
 			list = append(list, d)
 		}
 	}
-	sort.Slice(list, func(i, j int) bool { return len(list[i]) > len(list[j]) || len(list[i]) == len(list[j]) && list[i] < list[j] })
+	sort.Slice(list, func(i, j int) bool {
+		return len(list[i]) > len(list[j]) || len(list[i]) == len(list[j]) && list[i] < list[j]
+	})
 	done := map[string]bool{}
 	for _, d := range list {
 		if done[d] {
