@@ -212,22 +212,29 @@ const maxDocument = 64 << 20
 // used for a remote repository (nil: http.DefaultClient). Errors name the
 // file or URL.
 func (l Location) ReadFile(ctx context.Context, client *http.Client, rel string) ([]byte, error) {
-	where := l.Resolve(rel)
-	if l.URL == nil {
-		b, err := os.ReadFile(where)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("imagemeta: %s: %w", where, ErrNotFound)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("imagemeta: %w", err)
-		}
-		return b, nil
+	if l.URL != nil {
+		return readURL(ctx, client, l.URL.ResolveReference(&url.URL{Path: rel}))
 	}
-	shown := l.URL.ResolveReference(&url.URL{Path: rel}).Redacted()
+	return readLocal(l.Resolve(rel))
+}
+
+func readLocal(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("imagemeta: %s: %w", p, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("imagemeta: %w", err)
+	}
+	return b, nil
+}
+
+func readURL(ctx context.Context, client *http.Client, u *url.URL) ([]byte, error) {
+	shown := u.Redacted()
 	if client == nil {
 		client = http.DefaultClient
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("imagemeta: %s: %w", shown, err)
 	}
