@@ -67,7 +67,7 @@ func (e *NoMatchError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "no image named %q", e.Name)
 	if len(e.Labels) > 0 {
-		fmt.Fprintf(&b, " with labels %s", formatLabels(e.Labels))
+		fmt.Fprintf(&b, " with labels %s", FormatLabels(e.Labels))
 	}
 	if len(e.Available) == 0 {
 		b.WriteString(": the repository holds no images")
@@ -77,15 +77,15 @@ func (e *NoMatchError) Error() string {
 	for _, a := range e.Available {
 		sets := make([]string, len(a.LabelSets))
 		for i, l := range a.LabelSets {
-			sets[i] = formatLabels(l)
+			sets[i] = FormatLabels(l)
 		}
 		fmt.Fprintf(&b, " %q with labels %s;", a.Name, strings.Join(sets, " or "))
 	}
 	return strings.TrimSuffix(b.String(), ";")
 }
 
-// formatLabels renders labels as {k=v, k=v} sorted by key.
-func formatLabels(l map[string]string) string {
+// FormatLabels renders labels as "{k=v, k=v}", sorted by key.
+func FormatLabels(l map[string]string) string {
 	keys := slices.Sorted(maps.Keys(l))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
@@ -130,7 +130,7 @@ func (idx *Index) available() []NameLabels {
 	out := make([]NameLabels, 0, len(byName))
 	for _, n := range slices.Sorted(maps.Keys(byName)) {
 		sets := byName[n]
-		sort.Slice(sets, func(i, j int) bool { return formatLabels(sets[i]) < formatLabels(sets[j]) })
+		sort.Slice(sets, func(i, j int) bool { return FormatLabels(sets[i]) < FormatLabels(sets[j]) })
 		out = append(out, NameLabels{Name: n, LabelSets: sets})
 	}
 	return out
