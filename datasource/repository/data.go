@@ -74,7 +74,9 @@ type DatasourceOutput struct {
 	// `packer build` run share it. Empty without metadata.
 	BuildID string `mapstructure:"build_id"`
 	// `bios` or `uefi`: what the image boots with, when recorded. A build
-	// from it needs the same `firmware`.
+	// from it needs the same `firmware` in its source (set it there as a
+	// literal: the builder checks `firmware` in `packer validate`, when this
+	// output is not known yet).
 	Firmware string `mapstructure:"firmware"`
 	// Where the image's metadata document is (path or URL); empty when the
 	// repository has none for it. The outputs below come from it.
