@@ -5,7 +5,7 @@
 #
 #   packer init . && packer build .
 #
-# See ../README.md; `make demo` builds it offline by setting iso_url and
+# See ../README.md; `make demo-chained` builds it offline by setting iso_url and
 # iso_checksum to a locally built Debian 12 image.
 
 packer {

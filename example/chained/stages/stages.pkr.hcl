@@ -28,6 +28,12 @@ variable "image_id" {
   description = "Name of the build's folder in the repository; a timestamp when empty."
 }
 
+variable "keep_last" {
+  type        = number
+  default     = 2
+  description = "How many images of each stage the repository keeps."
+}
+
 # The newest base of Debian 12; an http(s) URL of the repository works too.
 data "cloudimg-repository" "base" {
   repository = var.repository
@@ -73,7 +79,8 @@ build {
       os    = "debian-12"
       stage = source.name
     }
-    # The two newest images of each stage stay; older ones are removed.
-    keep_last = 2
+    # The newest images of each stage stay (two by default); older ones are
+    # removed.
+    keep_last = var.keep_last
   }
 }
