@@ -148,7 +148,8 @@ type Location struct {
 // ParseLocation parses a repository location: an http:// or https:// URL
 // of the repository directory or of its index.json, a file:// URL, or a
 // local directory path (relative paths are taken from the current
-// directory).
+// directory). A URL's query and fragment are dropped; its user
+// information is kept for the requests and shown redacted by String.
 func ParseLocation(s string) (Location, error) {
 	if s == "" {
 		return Location{}, errors.New("imagemeta: repository location is empty")
