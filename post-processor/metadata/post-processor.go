@@ -79,8 +79,9 @@ type Config struct {
 	// left empty, their `index.json` entries and `SHA256SUMS` lines — under
 	// the repository lock. Newest is by build finish time (equal times: the
 	// greater path). The image just added is never removed. Images with
-	// other labels, or another name, are not touched. Default `0`: keep
-	// every image.
+	// other labels, or another name, are not touched. An artifact of several
+	// images (from another builder) counts as one build: `keep_last` times
+	// that many images stay. Default `0`: keep every image.
 	KeepLast int `mapstructure:"keep_last"`
 
 	ctx interpolate.Context
@@ -214,8 +215,13 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	}
 
 	files := append([]string(nil), source.Files()...)
-	for _, f := range imageFiles(source, ours) {
-		meta, err := p.record(ctx, ui, f, firmware, doc, repo)
+	images := imageFiles(source, ours)
+	// keep_last counts builds: an artifact of several images (another
+	// builder's) keeps that many per build, so that none of this build's
+	// images removes another.
+	keep := c.KeepLast * len(images)
+	for _, f := range images {
+		meta, err := p.record(ctx, ui, f, firmware, doc, repo, keep)
 		if err != nil {
 			return nil, false, false, err
 		}
@@ -226,7 +232,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 }
 
 // record writes one image's metadata file and adds it to the repository.
-func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo) (string, error) {
+func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo, keep int) (string, error) {
 	c := &p.config
 	if st, err := os.Stat(image); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: image file: %w", err)
@@ -267,7 +273,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		if err != nil {
 			return "", fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		removed, err := repo.AddKeepLast(entry, img.Checksums["sha256"], abs, c.KeepLast)
+		removed, err := repo.AddKeepLast(entry, img.Checksums["sha256"], abs, keep)
 		if err != nil {
 			return "", fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
 		}

@@ -262,3 +262,49 @@ func TestPostProcessChainedKeepLast(t *testing.T) {
 		t.Errorf("v3 source = %+v", m)
 	}
 }
+
+// An artifact of two images (another builder's) is one build: keep_last = 1
+// keeps both of the newest build's images and removes the older build's.
+func TestPostProcessKeepLastSeveralImages(t *testing.T) {
+	repo := t.TempDir()
+	build := func(id string) []string {
+		var files []string
+		for _, n := range []string{"a.raw", "b.raw"} {
+			f := filepath.Join(repo, id, n)
+			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(f, []byte(id+n), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, f)
+		}
+		a := &fakeArtifact{id: id, builder: "transcend.qemu", files: files, state: map[string]interface{}{}}
+		var p PostProcessor
+		if err := p.Configure(map[string]interface{}{"repository": repo, "keep_last": 1, "packer_build_name": "disks"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := p.PostProcess(context.Background(), packersdk.TestUi(t), a); err != nil {
+			t.Fatal(err)
+		}
+		return files
+	}
+	// Both builds likely finish in the same second: the greater path is
+	// then the newer, as for any tie.
+	build("b1")
+	build("b2")
+	idx, err := (&imagemeta.Repo{Dir: repo}).ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range idx.Images {
+		paths = append(paths, e.Path)
+	}
+	if fmt.Sprint(paths) != "[b2/a.raw b2/b.raw]" {
+		t.Errorf("images left %v, want b2/a.raw b2/b.raw", paths)
+	}
+	if _, err := os.Stat(filepath.Join(repo, "b1")); !os.IsNotExist(err) {
+		t.Errorf("b1/ is still there: %v", err)
+	}
+}
