@@ -21,7 +21,9 @@ import (
 // SHA-256, build id, labels and the document's location. The returned
 // Source always holds URL and Checksum; the error (the document is corrupt,
 // cannot be read, or describes another file) says why the base was not
-// named, and is meant as a warning. client is used for http(s) sources
+// named, and is meant as a warning. For an http(s) source only a document
+// that was fetched can give an error: a server that cannot be reached (an
+// offline build from Packer's cache) or answers 404 means no base. client is used for http(s) sources
 // (nil: http.DefaultClient).
 func DescribeSource(ctx context.Context, client *http.Client, src, checksum string) (*Source, error) {
 	s := &Source{URL: src, Checksum: checksum}
@@ -41,6 +43,12 @@ func DescribeSource(ctx context.Context, client *http.Client, src, checksum stri
 		mu.RawPath = ""
 		where = mu.String()
 		b, err = readURL(ctx, client, &mu)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			// Most http(s) sources are a distribution's cloud images, and
+			// offline builds use Packer's cache: a server that cannot be
+			// reached now is not worth a warning.
+			return s, nil
+		}
 	case perr == nil && u.Scheme == "file":
 		where = filepath.FromSlash(u.Path) + ".metadata.json"
 		b, err = readLocal(where)

@@ -42,6 +42,7 @@ func TestDescribeSource(t *testing.T) {
 	other, _ := filepath.Abs(filepath.Join(fixtureRepo, "base/b1/base.qcow2"))
 	for name, tc := range map[string]struct{ src, sum, err string }{
 		"no metadata":    {other, "sha256:" + sum, ""},
+		"unreachable":    {"http://127.0.0.1:1/x.qcow2", "sha256:" + sum, ""},
 		"other scheme":   {"s3://bucket/x.qcow2", "sha256:" + sum, ""},
 		"other file":     {abs, "sha256:" + sumHex("x"), "it records sha256"},
 		"no checksum":    {abs, "none", "is not <algorithm>:<hex>"},
