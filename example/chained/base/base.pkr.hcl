@@ -1,4 +1,4 @@
-# The base of a chained build: Debian 12 with the work every stage shares
+# The base of a chained build: Ubuntu 24.04 with the work every stage shares
 # (here a small SSH hardening and a marker; in real life your hardening and
 # common roles), reset so that it boots as a first boot, and filed in the
 # image repository as "base". The stages (../stages) are built from it.
@@ -6,7 +6,7 @@
 #   packer init . && packer build .
 #
 # See ../README.md; `make demo-chained` builds it offline by setting iso_url and
-# iso_checksum to a locally built Debian 12 image.
+# iso_checksum to a locally built Debian 12 image (a cloud image too).
 
 packer {
   required_plugins {
@@ -41,14 +41,19 @@ variable "iso_checksum" {
   description = "The checksum of iso_url: sha256:<hex>."
 }
 
-data "cloudimg-image" "debian" {
-  distribution = "debian"
-  release      = "bookworm"
+data "cloudimg-image" "ubuntu" {
+  distribution = "ubuntu"
+  release      = "noble"
+  # When cloud-images.ubuntu.com cannot be reached (offline, or iso_url is
+  # set): the image pinned last, with its literal checksum.
+  fallback_url      = "https://cloud-images.ubuntu.com/noble/20241004/noble-server-cloudimg-amd64.img"
+  fallback_checksum = "sha256:fad101d50b06b26590cf30542349f9e9d3041ad7929e3bc3531c81ec27f2c788"
+  fallback_serial   = "20241004"
 }
 
 locals {
-  iso_url      = var.iso_url != "" ? var.iso_url : data.cloudimg-image.debian.url
-  iso_checksum = var.iso_url != "" ? var.iso_checksum : data.cloudimg-image.debian.checksum
+  iso_url      = var.iso_url != "" ? var.iso_url : data.cloudimg-image.ubuntu.url
+  iso_checksum = var.iso_url != "" ? var.iso_checksum : data.cloudimg-image.ubuntu.checksum
   image_id     = var.image_id != "" ? var.image_id : formatdate("YYYYMMDDhhmmss", timestamp())
 }
 
@@ -75,7 +80,7 @@ build {
   post-processor "cloudimg-metadata" {
     repository = var.repository
     image_name = "base"
-    labels     = { os = "debian-12" }
+    labels     = { os = "ubuntu-24.04" }
     # The stages name the base they came from in their metadata; older bases
     # beyond the newest three are removed.
     keep_last = 3

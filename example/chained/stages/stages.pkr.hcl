@@ -34,11 +34,11 @@ variable "keep_last" {
   description = "How many images of each stage the repository keeps."
 }
 
-# The newest base of Debian 12; an http(s) URL of the repository works too.
+# The newest base of Ubuntu 24.04; an http(s) URL of the repository works too.
 data "cloudimg-repository" "base" {
   repository = var.repository
   image_name = "base"
-  labels     = { os = "debian-12" }
+  labels     = { os = "ubuntu-24.04" }
 }
 
 locals {
@@ -76,7 +76,7 @@ build {
     repository = var.repository
     image_name = source.name
     labels = {
-      os    = "debian-12"
+      os    = "ubuntu-24.04"
       stage = source.name
     }
     # The newest images of each stage stay (two by default); older ones are
