@@ -166,7 +166,8 @@ func (d *Datasource) Execute() (cty.Value, error) {
 		return cty.NullVal(cty.EmptyObject), fmt.Errorf("cloudimg-repository: %w", err)
 	}
 	log.Printf("[INFO] cloudimg-repository: %q %s in %s is %s (%s, finished %s)",
-		c.ImageName, imagemeta.FormatLabels(c.Labels), c.Repository, out.URL, out.Checksum, out.FinishedAt)
+		c.ImageName, imagemeta.FormatLabels(c.Labels), imagemeta.StripURLCredentials(c.Repository),
+		imagemeta.StripURLCredentials(out.URL), out.Checksum, out.FinishedAt)
 	return hcl2helper.HCL2ValueFromConfig(out, d.OutputSpec()), nil
 }
 
@@ -183,11 +184,11 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 	}
 	e, err := idx.Newest(name, labels)
 	if err != nil {
-		return DatasourceOutput{}, fmt.Errorf("%s: %w", l.Resolve(imagemeta.IndexFile), err)
+		return DatasourceOutput{}, fmt.Errorf("%s: %w", l.Show(imagemeta.IndexFile), err)
 	}
 	sum := e.Checksums["sha256"]
 	if sum == "" {
-		return DatasourceOutput{}, fmt.Errorf("%s: image %s has no sha256 checksum", l.Resolve(imagemeta.IndexFile), e.Path)
+		return DatasourceOutput{}, fmt.Errorf("%s: image %s has no sha256 checksum", l.Show(imagemeta.IndexFile), e.Path)
 	}
 	out := DatasourceOutput{
 		URL:        l.Resolve(e.Path),
@@ -206,7 +207,7 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 		return out, nil
 	}
 	if got := m.Image.Checksums["sha256"]; got != "" && got != sum {
-		return DatasourceOutput{}, fmt.Errorf("%s records sha256 %s for the image, index.json %s: the repository is inconsistent", l.Resolve(imagemeta.MetadataPath(e)), got, sum)
+		return DatasourceOutput{}, fmt.Errorf("%s records sha256 %s for the image, index.json %s: the repository is inconsistent", l.Show(imagemeta.MetadataPath(e)), got, sum)
 	}
 	out.MetadataURL = l.Resolve(imagemeta.MetadataPath(e))
 	out.BuildID = m.BuildID()

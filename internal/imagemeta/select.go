@@ -160,7 +160,9 @@ func ParseLocation(s string) (Location, error) {
 			return Location{}, fmt.Errorf("imagemeta: repository URL %q has no host", s)
 		}
 		c := *u
-		c.Path = strings.TrimSuffix(c.Path, IndexFile)
+		if path.Base(c.Path) == IndexFile {
+			c.Path = path.Dir(c.Path)
+		}
 		if !strings.HasSuffix(c.Path, "/") {
 			c.Path += "/"
 		}
@@ -199,6 +201,14 @@ func (l Location) Resolve(rel string) string {
 		return l.URL.ResolveReference(&url.URL{Path: rel}).String()
 	}
 	return filepath.Join(l.Dir, filepath.FromSlash(rel))
+}
+
+// Show is Resolve(rel) for messages: credentials in a URL are redacted.
+func (l Location) Show(rel string) string {
+	if l.URL != nil {
+		return l.URL.ResolveReference(&url.URL{Path: rel}).Redacted()
+	}
+	return l.Resolve(rel)
 }
 
 // ErrNotFound is wrapped by the errors of ReadFile for a file that does
@@ -273,7 +283,7 @@ func (l Location) ReadIndex(ctx context.Context, client *http.Client) (*Index, e
 	}
 	idx, err := parseIndex(b)
 	if err != nil {
-		return nil, fmt.Errorf("imagemeta: %s is not a valid repository index: %w", l.Resolve(IndexFile), err)
+		return nil, fmt.Errorf("imagemeta: %s is not a valid repository index: %w", l.Show(IndexFile), err)
 	}
 	return idx, nil
 }
@@ -323,5 +333,5 @@ func (l Location) ReadEntryMetadata(ctx context.Context, client *http.Client, e 
 	if err != nil {
 		return nil, err
 	}
-	return ParseMetadata(l.Resolve(rel), b)
+	return ParseMetadata(l.Show(rel), b)
 }

@@ -109,6 +109,12 @@ func TestParseLocation(t *testing.T) {
 			t.Errorf("ParseLocation(%q): no error", bad)
 		}
 	}
+	if l, _ := ParseLocation("https://images.example/repo/myindex.json"); l.String() != "https://images.example/repo/myindex.json/" {
+		t.Errorf("a file that is not index.json: %s", l)
+	}
+	if l, _ := ParseLocation("https://u:secret@images.example/r/"); l.Show(IndexFile) != "https://u:xxxxx@images.example/r/index.json" || l.Resolve(IndexFile) != "https://u:secret@images.example/r/index.json" {
+		t.Errorf("Show %s, Resolve %s", l.Show(IndexFile), l.Resolve(IndexFile))
+	}
 	l, _ := ParseLocation("https://images.example/repo/index.json")
 	if got := l.Resolve("node/2026 01/node.qcow2"); got != "https://images.example/repo/node/2026%2001/node.qcow2" {
 		t.Errorf("Resolve = %s", got)
