@@ -198,6 +198,9 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 		FinishedAt: e.Created.UTC().Format(time.RFC3339),
 		Firmware:   e.Firmware,
 	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{} // an empty map, not null, for lookup()
+	}
 	m, err := l.ReadEntryMetadata(ctx, client, e)
 	if err != nil {
 		return DatasourceOutput{}, err

@@ -169,6 +169,16 @@ func TestFind(t *testing.T) {
 		}
 	}
 
+	// An index written by hand may have no labels: the output is an empty
+	// map, which lookup() accepts, not null.
+	hand := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hand, "index.json"), []byte(`{"schema_version": 1, "images": [{"name": "x", "path": "x.img", "checksums": {"sha256": "00"}, "created": "2026-01-01T00:00:00Z"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := find(ctx, nil, hand, "x", nil); err != nil || out.Labels == nil || len(out.Labels) != 0 {
+		t.Errorf("an image without labels: %#v, %v", out.Labels, err)
+	}
+
 	// A corrupt metadata document, and one that describes another file.
 	meta := filepath.Join(dir, "b3", "base.qcow2.metadata.json")
 	if err := os.WriteFile(meta, []byte("{"), 0o644); err != nil {
