@@ -1,7 +1,7 @@
 // Command packer-plugin-cloudimg is a Packer plugin that bakes VM images from
 // cloud images: the builder "cloudimg-kvm", the provisioner
 // "cloudimg-cloudinit-reset", the post-processor "cloudimg-metadata" and the
-// data source "cloudimg-image".
+// data sources "cloudimg-image" and "cloudimg-repository".
 package main
 
 import (
@@ -15,6 +15,7 @@ import (
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/image"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/repository"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/metadata"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/provisioner/cloudinitreset"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
@@ -41,6 +42,7 @@ func newPluginSet() *plugin.Set {
 	pps.RegisterProvisioner("cloudinit-reset", new(cloudinitreset.Provisioner))
 	pps.RegisterPostProcessor("metadata", new(metadata.PostProcessor))
 	pps.RegisterDatasource("image", new(image.Datasource))
+	pps.RegisterDatasource("repository", new(repository.Datasource))
 	pps.SetVersion(version.PluginVersion)
 	return pps
 }

@@ -24,4 +24,9 @@ integration {
     name = "Cloud image"
     slug = "image"
   }
+  component {
+    type = "data-source"
+    name = "Image repository"
+    slug = "repository"
+  }
 }

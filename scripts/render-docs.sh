@@ -18,7 +18,7 @@ strip_front_matter() {
 }
 
 strip_front_matter "$tmp/docs/README.md" > .web-docs/README.md
-for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata datasources/image; do
+for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata datasources/image datasources/repository; do
 	kind=${page%%s/*}
 	# The registry's folder for data sources is data-source.
 	if [ "$kind" = datasource ]; then kind=data-source; fi
@@ -53,6 +53,11 @@ integration {
     type = "data-source"
     name = "Cloud image"
     slug = "image"
+  }
+  component {
+    type = "data-source"
+    name = "Image repository"
+    slug = "repository"
   }
 }
 HCL

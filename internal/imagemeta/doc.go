@@ -9,7 +9,11 @@
 //     in a versioned, deterministic JSON document (Metadata, WriteMetadata,
 //     GitInfo),
 //   - register it in an image repository directory holding index.json and a
-//     GNU-style SHA256SUMS, safely against concurrent builds (Repo.Add).
+//     GNU-style SHA256SUMS, safely against concurrent builds (Repo.Add), and
+//     remove the older images of its name and label set beyond the newest N
+//     under the same lock (Repo.AddKeepLast),
+//   - read a repository back, from a directory or an http(s) URL, and pick
+//     the newest image of a name and labels (Location, Index.Newest).
 //
 // The package knows nothing of Packer: the plugin layer fills the structs
 // from the build and calls these functions.

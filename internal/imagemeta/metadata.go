@@ -64,7 +64,32 @@ type Source struct {
 	// Checksum is the expected checksum of the source as given to Packer,
 	// e.g. "sha256:…".
 	Checksum string `json:"checksum,omitempty"`
+
+	// The fields below are set when the source is an image of an image
+	// repository, i.e. the build is chained on a base image this plugin
+	// built: they are read from the base image's own metadata document
+	// (see DescribeSource) and are absent otherwise.
+
+	// ImageName is the base image's logical name (its image.name).
+	ImageName string `json:"image_name,omitempty"`
+	// SHA256 is the base image's SHA-256, lower-case hex, as its metadata
+	// records it (and as Checksum, when that is a sha256, confirms).
+	SHA256 string `json:"sha256,omitempty"`
+	// BuildID identifies the build that made the base image: the Packer
+	// run UUID its metadata records (build.packer_run_uuid; BuildID).
+	BuildID string `json:"build_id,omitempty"`
+	// Labels are the base image's labels.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Metadata is the path or URL of the base image's metadata document,
+	// with credentials removed.
+	Metadata string `json:"metadata,omitempty"`
 }
+
+// BuildID is the identifier of the build that produced the image m
+// describes: its Packer run UUID (build.packer_run_uuid). The builds of one
+// `packer build` run share it; the image name tells them apart. Empty when
+// Packer did not give one.
+func (m *Metadata) BuildID() string { return m.Build.PackerRunUUID }
 
 // Build identifies the Packer build that produced the image.
 type Build struct {
@@ -107,6 +132,7 @@ func MarshalMetadata(m *Metadata) ([]byte, error) {
 	if c.Source != nil {
 		s := *c.Source
 		s.URL = StripURLCredentials(s.URL)
+		s.Metadata = StripURLCredentials(s.Metadata)
 		c.Source = &s
 	}
 	if c.VCS != nil {
@@ -148,15 +174,7 @@ func ReadMetadata(path string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	var m Metadata
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("imagemeta: %s: %w", path, err)
-	}
-	if m.SchemaVersion != SchemaVersion {
-		return nil, fmt.Errorf("imagemeta: %s: unsupported schema_version %d (want %d)",
-			path, m.SchemaVersion, SchemaVersion)
-	}
-	return &m, nil
+	return ParseMetadata(path, b)
 }
 
 // WriteMetadata writes MarshalMetadata(m) to path atomically: the bytes go

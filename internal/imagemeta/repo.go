@@ -116,19 +116,51 @@ func (r *Repo) warn(format string, args ...any) {
 // index.json.corrupt-<UTC time> and rebuilt, with a warning through Warn; an
 // index written by a newer schema is an error and is left alone.
 func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
+	_, err := r.AddKeepLast(entry, sha256Hex, relPath, 0)
+	return err
+}
+
+// Removed is one image that retention (AddKeepLast) removed.
+type Removed struct {
+	// Entry is the image's index entry as it was.
+	Entry IndexEntry
+	// Files are the files deleted, relative to Dir and slash-separated:
+	// the image, its sidecars and its "<image>.metadata.json", those that
+	// existed.
+	Files []string
+	// Dirs are the directories deleted because they were left empty,
+	// relative to Dir.
+	Dirs []string
+
+	candidates []string // files to delete, set by prune
+}
+
+// AddKeepLast is Add followed by retention when keepLast > 0: under the same
+// lock, the images with the added image's Name and exactly its Labels (the
+// same label set) beyond the newest keepLast are removed — their index
+// entries, their SHA256SUMS lines, their files (the image, every sidecar
+// and "<image>.metadata.json" when present, even if not listed as a sidecar)
+// and the directories those files leave empty, up to Dir. "Newest" is the
+// order of Index.Newest. The image just added is never removed: it is kept
+// with the newest keepLast-1 others. A file another kept image lists is not
+// deleted. index.json and SHA256SUMS are rewritten before any file is
+// deleted, so the index never lists a deleted file; a file that cannot be
+// deleted is reported through Warn and stays behind, unlisted. keepLast <= 0
+// keeps every image.
+func (r *Repo) AddKeepLast(entry IndexEntry, sha256Hex string, relPath string, keepLast int) ([]Removed, error) {
 	if r == nil || r.Dir == "" {
-		return errors.New("imagemeta: repository directory not set")
+		return nil, errors.New("imagemeta: repository directory not set")
 	}
 	if strings.TrimSpace(entry.Name) == "" {
-		return errors.New("imagemeta: image name is required to add an image to the repository")
+		return nil, errors.New("imagemeta: image name is required to add an image to the repository")
 	}
 	sum := strings.ToLower(sha256Hex)
 	if !isHex(sum, 64) {
-		return fmt.Errorf("imagemeta: %q is not a SHA-256 hex digest", sha256Hex)
+		return nil, fmt.Errorf("imagemeta: %q is not a SHA-256 hex digest", sha256Hex)
 	}
 	rel, err := r.relPath(relPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	entry.Path = rel
@@ -137,7 +169,7 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 		checksums[strings.ToLower(k)] = strings.ToLower(v)
 	}
 	if old, ok := checksums["sha256"]; ok && old != sum {
-		return fmt.Errorf("imagemeta: entry for %s has sha256 %s but %s was given", rel, old, sum)
+		return nil, fmt.Errorf("imagemeta: entry for %s has sha256 %s but %s was given", rel, old, sum)
 	}
 	checksums["sha256"] = sum
 	entry.Checksums = checksums
@@ -152,14 +184,14 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 	for _, sc := range entry.Sidecars {
 		p, err := r.relPath(sc.Path)
 		if err != nil {
-			return fmt.Errorf("imagemeta: %s sidecar of %s: %w", sc.Kind, rel, err)
+			return nil, fmt.Errorf("imagemeta: %s sidecar of %s: %w", sc.Kind, rel, err)
 		}
 		if p == rel {
-			return fmt.Errorf("imagemeta: %s sidecar of %s is the image itself", sc.Kind, rel)
+			return nil, fmt.Errorf("imagemeta: %s sidecar of %s is the image itself", sc.Kind, rel)
 		}
 		h := strings.ToLower(sc.SHA256)
 		if !isHex(h, 64) {
-			return fmt.Errorf("imagemeta: %s sidecar %s: %q is not a SHA-256 hex digest", sc.Kind, p, sc.SHA256)
+			return nil, fmt.Errorf("imagemeta: %s sidecar %s: %q is not a SHA-256 hex digest", sc.Kind, p, sc.SHA256)
 		}
 		sidecars = append(sidecars, Sidecar{Kind: sc.Kind, Path: p, SHA256: h})
 	}
@@ -170,26 +202,26 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 	}
 
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return fmt.Errorf("imagemeta: cannot create repository directory %s: %w", r.Dir, err)
+		return nil, fmt.Errorf("imagemeta: cannot create repository directory %s: %w", r.Dir, err)
 	}
 	release := processLock(r.Dir)
 	defer release()
 	unlock, err := lockRepo(filepath.Join(r.Dir, LockFile))
 	if err != nil {
 		if errors.Is(err, fs.ErrPermission) {
-			return fmt.Errorf("imagemeta: repository directory %s is not writable: %w", r.Dir, err)
+			return nil, fmt.Errorf("imagemeta: repository directory %s is not writable: %w", r.Dir, err)
 		}
-		return fmt.Errorf("imagemeta: cannot lock repository %s: %w", r.Dir, err)
+		return nil, fmt.Errorf("imagemeta: cannot lock repository %s: %w", r.Dir, err)
 	}
 	defer unlock()
 
 	idx, err := r.readIndex()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sums, err := r.readSums()
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	replaced := false
@@ -211,21 +243,28 @@ func (r *Repo) Add(entry IndexEntry, sha256Hex string, relPath string) error {
 	for _, sc := range entry.Sidecars {
 		sums[sc.Path] = sc.SHA256
 	}
+	var removed []Removed
+	if keepLast > 0 {
+		removed = r.prune(idx, sums, entry, keepLast)
+	}
 
 	// SHA256SUMS first, then index.json: the index is the record of what
 	// the repository holds, so it is written last. A crash between the two
 	// leaves a line the next Add of that path overwrites.
 	if err := writeFileAtomic(filepath.Join(r.Dir, SumsFile), formatSums(sums), 0o644); err != nil {
-		return r.writeErr(err)
+		return nil, r.writeErr(err)
 	}
 	b, err := marshalCanonical(idx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := writeFileAtomic(filepath.Join(r.Dir, IndexFile), b, 0o644); err != nil {
-		return r.writeErr(err)
+		return nil, r.writeErr(err)
 	}
-	return nil
+	for i := range removed {
+		r.deleteFiles(&removed[i])
+	}
+	return removed, nil
 }
 
 // dirLocks serialises the Adds of one process per repository directory
@@ -398,7 +437,7 @@ func (idx *Index) normalize() {
 			idx.Images[i].Labels = map[string]string{}
 		}
 		cur, ok := latest[e.Name]
-		if !ok || e.Created.After(cur.Created) || (e.Created.Equal(cur.Created) && e.Path > cur.Path) {
+		if !ok || newer(e, cur) {
 			latest[e.Name] = e
 		}
 	}

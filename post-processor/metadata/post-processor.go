@@ -72,6 +72,17 @@ type Config struct {
 	// Default: the current directory, where Packer runs. Without git the
 	// `vcs` section is left out with a warning.
 	VCSDirectory string `mapstructure:"vcs_directory"`
+	// Retention in the `repository`: after adding the new image, keep the
+	// newest `keep_last` images that have its `image_name` and exactly its
+	// `labels`, and remove the older ones — image, `<image>.metadata.json`,
+	// the sidecars the index lists (SBOM, provenance), the directory when
+	// left empty, their `index.json` entries and `SHA256SUMS` lines — under
+	// the repository lock. Newest is by build finish time (equal times: the
+	// greater path). The image just added is never removed. Images with
+	// other labels, or another name, are not touched. An artifact of several
+	// images (from another builder) counts as one build: `keep_last` times
+	// that many images stay. Default `0`: keep every image.
+	KeepLast int `mapstructure:"keep_last"`
 
 	ctx interpolate.Context
 }
@@ -122,6 +133,12 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	if c.ImageName == "" {
 		c.ImageName = c.PackerBuildName
 	}
+	if c.KeepLast < 0 {
+		add("keep_last: must be 0 (keep every image) or more, not %d", c.KeepLast)
+	}
+	if c.KeepLast > 0 && c.Repository == "" {
+		add("keep_last: only used with repository (set repository, or remove keep_last)")
+	}
 	for k := range c.Labels {
 		if strings.TrimSpace(k) == "" {
 			add("labels: empty label name")
@@ -157,10 +174,15 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	firmware := ""
 	if ours {
 		if u, ok := source.State(kvm.StateSourceImageURL).(string); ok && u != "" {
-			doc.Source = &imagemeta.Source{URL: u}
-			if sum, ok := source.State(kvm.StateSourceImageChecksum).(string); ok {
-				doc.Source.Checksum = sum
+			sum, _ := source.State(kvm.StateSourceImageChecksum).(string)
+			// A chained build: the base image's own metadata names it.
+			sctx, cancel := context.WithTimeout(ctx, time.Minute)
+			src, err := imagemeta.DescribeSource(sctx, nil, u, sum)
+			cancel()
+			if err != nil {
+				ui.Say(fmt.Sprintf("Warning: %v; the source is recorded by URL and checksum only", err))
 			}
+			doc.Source = src
 		}
 		if facts, ok := source.State(kvm.StateGuestFacts).(string); ok && facts != "" {
 			if !json.Valid([]byte(facts)) {
@@ -193,8 +215,13 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	}
 
 	files := append([]string(nil), source.Files()...)
-	for _, f := range imageFiles(source, ours) {
-		meta, err := p.record(ctx, ui, f, firmware, doc, repo)
+	images := imageFiles(source, ours)
+	// keep_last counts builds: an artifact of several images (another
+	// builder's) keeps that many per build, so that none of this build's
+	// images removes another.
+	keep := c.KeepLast * len(images)
+	for _, f := range images {
+		meta, err := p.record(ctx, ui, f, firmware, doc, repo, keep)
 		if err != nil {
 			return nil, false, false, err
 		}
@@ -205,7 +232,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 }
 
 // record writes one image's metadata file and adds it to the repository.
-func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo) (string, error) {
+func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo, keep int) (string, error) {
 	c := &p.config
 	if st, err := os.Stat(image); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: image file: %w", err)
@@ -246,10 +273,15 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		if err != nil {
 			return "", fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		if err := repo.Add(entry, img.Checksums["sha256"], abs); err != nil {
+		removed, err := repo.AddKeepLast(entry, img.Checksums["sha256"], abs, keep)
+		if err != nil {
 			return "", fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
 		}
 		ui.Say(fmt.Sprintf("Added %s to the repository %s (index.json, SHA256SUMS)", filepath.Base(image), c.Repository))
+		for _, rm := range removed {
+			ui.Say(fmt.Sprintf("keep_last = %d: removed the older image %s of %q %s from the repository (deleted %s)",
+				c.KeepLast, rm.Entry.Path, rm.Entry.Name, imagemeta.FormatLabels(rm.Entry.Labels), strings.Join(append(rm.Files, rm.Dirs...), ", ")))
+		}
 	}
 	return out, nil
 }

@@ -25,6 +25,7 @@ type FlatConfig struct {
 	ChecksumTypes       []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
 	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
 	VCSDirectory        *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
+	KeepLast            *int              `mapstructure:"keep_last" cty:"keep_last" hcl:"keep_last"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -54,6 +55,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"checksum_types":             &hcldec.AttrSpec{Name: "checksum_types", Type: cty.List(cty.String), Required: false},
 		"build_name":                 &hcldec.AttrSpec{Name: "build_name", Type: cty.String, Required: false},
 		"vcs_directory":              &hcldec.AttrSpec{Name: "vcs_directory", Type: cty.String, Required: false},
+		"keep_last":                  &hcldec.AttrSpec{Name: "keep_last", Type: cty.Number, Required: false},
 	}
 	return s
 }

@@ -11,7 +11,9 @@ import (
 // TestExampleValidates: the documented example (example/, what `make demo`
 // builds) passes `packer validate` with both stages, as a user would run it
 // with the image URL and checksum of their choice, and as it comes, with the
-// image resolved by the cloudimg-image data source.
+// image resolved by the cloudimg-image data source; and the chained example
+// (example/chained: a base, then two stages from the repository), before any
+// repository exists.
 func TestExampleValidates(t *testing.T) {
 	dir := testDir(t)
 	fake := filepath.Join(dir, "cloud-image.img")
@@ -41,4 +43,17 @@ func TestExampleValidates(t *testing.T) {
 	// unknown then), so this must pass offline too.
 	r = runPacker(t, example, "validate", "-var", "repository="+filepath.Join(dir, "repository"), ".")
 	r.mustSucceed(t)
+
+	chained := filepath.Join(dir, "chained")
+	if err := os.CopyFS(chained, os.DirFS(filepath.Join(src, "chained"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"base"},
+		{"-var", "iso_url=" + fake, "-var", "iso_checksum=sha256:" + fileSHA256(t, fake), "base"},
+		{"stages"}, // the cloudimg-repository outputs are unknown: no repository is read
+	} {
+		r = runPacker(t, chained, append([]string{"validate"}, args...)...)
+		r.mustSucceed(t)
+	}
 }

@@ -21,7 +21,8 @@ import (
 // a seed of its own (user, key, instance-id, hostname, MAC), and checks that
 // each boot is a cloud-init first boot of a clean image: the provisioned
 // marker is there, the build user and its key are not, and machine-id and
-// SSH host keys differ between the two.
+// SSH host keys differ between the two. Then the subtest chained builds a
+// variant from the image through the repository data source (testChained).
 func TestScenarioBasic(t *testing.T) {
 	tm := newTimings(t)
 	built := buildBasic(t, tm, debian12, "")
@@ -83,6 +84,9 @@ func TestScenarioBasic(t *testing.T) {
 			mu.Unlock()
 		})
 	tm.since("two boots", start)
+
+	// The boots are done with the image: the chained build may remove it.
+	t.Run("chained", func(t *testing.T) { testChained(t, tm, built, string(debian12.orDefault())) })
 
 	a, b := results["alice"], results["bob"]
 	if a.machineID == "" || b.machineID == "" {

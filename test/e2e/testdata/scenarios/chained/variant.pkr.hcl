@@ -1,0 +1,75 @@
+# TestScenarioBasic's chained build: a variant of the basic scenario's image,
+# built from it through the cloudimg-repository data source, filed in the same
+# repository under the same name and labels with keep_last = 1, so that the
+# base is removed once the variant is in.
+packer {
+  required_plugins {
+    cloudimg = {
+      source  = "github.com/packer-cloudimg/cloudimg"
+      version = ">= 0.0.1"
+    }
+  }
+}
+
+variable "repository" {
+  type        = string
+  description = "The basic scenario's image repository."
+}
+
+variable "cell" {
+  type        = string
+  description = "The base image's cell label (debian-12)."
+}
+
+variable "image_id" {
+  type        = string
+  description = "Directory of the variant inside the repository."
+}
+
+variable "base_token" {
+  type        = string
+  description = "The marker the base build wrote to /etc/cloudimg-e2e-marker."
+}
+
+variable "variant_token" {
+  type        = string
+  description = "Random token written to /etc/cloudimg-e2e-variant."
+}
+
+data "cloudimg-repository" "base" {
+  repository = var.repository
+  image_name = "basic"
+  labels     = { scenario = "basic" }
+}
+
+source "cloudimg-kvm" "basic" {
+  iso_url          = data.cloudimg-repository.base.url
+  iso_checksum     = data.cloudimg-repository.base.checksum
+  ssh_timeout      = "30m"
+  output_directory = "${var.repository}/${var.image_id}"
+  vm_name          = "basic.qcow2"
+  serial_log_file  = "${path.cwd}/variant.serial.log"
+}
+
+build {
+  sources = ["source.cloudimg-kvm.basic"]
+
+  # The VM runs the base image: its marker is there.
+  provisioner "shell" {
+    inline = [
+      "test \"$(cat /etc/cloudimg-e2e-marker)\" = '${var.base_token}'",
+      "printf '%s\\n' '${var.variant_token}' | sudo -n tee /etc/cloudimg-e2e-variant >/dev/null",
+    ]
+  }
+
+  provisioner "cloudimg-cloudinit-reset" {}
+
+  post-processor "cloudimg-metadata" {
+    repository = var.repository
+    labels = {
+      scenario = "basic"
+      cell     = var.cell
+    }
+    keep_last = 1
+  }
+}
