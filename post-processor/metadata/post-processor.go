@@ -9,7 +9,6 @@ package metadata
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,7 +25,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
@@ -137,10 +136,6 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source packersdk.Artifact) (packersdk.Artifact, bool, bool, error) {
 	c := &p.config
 	finished := time.Now()
-	ours := source.BuilderId() == kvm.BuilderID
-	if !ours {
-		ui.Say(fmt.Sprintf("cloudimg-metadata: the artifact comes from %q, not cloudimg-kvm: recording files and checksums only (no source image, no guest facts)", source.BuilderId()))
-	}
 
 	doc := imagemeta.Metadata{
 		Build: imagemeta.Build{
@@ -148,34 +143,28 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 			SourceName:    c.PackerBuildName,
 			BuilderType:   c.PackerBuilderType,
 			PackerRunUUID: os.Getenv("PACKER_RUN_UUID"),
+			StartedAt:     artifactstate.Time(source, artifactstate.StartedAt),
 			FinishedAt:    finished,
 			PluginVersion: version.PluginVersion.FormattedVersion(),
 			PackerVersion: packerVersion(c.PackerCoreVersion),
 		},
 		Labels: c.Labels,
 	}
-	firmware := ""
-	if ours {
-		if u, ok := source.State(kvm.StateSourceImageURL).(string); ok && u != "" {
-			doc.Source = &imagemeta.Source{URL: u}
-			if sum, ok := source.State(kvm.StateSourceImageChecksum).(string); ok {
-				doc.Source.Checksum = sum
-			}
+	if u := artifactstate.String(source, artifactstate.SourceImageURL); u != "" {
+		doc.Source = &imagemeta.Source{URL: u, Checksum: artifactstate.String(source, artifactstate.SourceImageChecksum)}
+	}
+	var facts *artifactstate.Facts
+	if s := artifactstate.String(source, artifactstate.GuestFacts); s != "" {
+		f, err := artifactstate.ParseFacts(s)
+		if err != nil {
+			return nil, false, false, fmt.Errorf("cloudimg-metadata: %v", err)
 		}
-		if facts, ok := source.State(kvm.StateGuestFacts).(string); ok && facts != "" {
-			if !json.Valid([]byte(facts)) {
-				return nil, false, false, errors.New("cloudimg-metadata: the guest facts in the artifact are not valid JSON")
-			}
-			doc.Guest = json.RawMessage(facts)
-		}
-		if s, ok := source.State(kvm.StateFirmware).(string); ok {
-			firmware = s
-		}
-		if s, ok := source.State(kvm.StateStartedAt).(string); ok {
-			if t, err := time.Parse(time.RFC3339, s); err == nil {
-				doc.Build.StartedAt = t
-			}
-		}
+		doc.Guest, facts = json.RawMessage(s), f
+	}
+	firmware := artifactstate.String(source, artifactstate.Firmware)
+	images := imageFiles(source)
+	if doc.Source == nil && facts == nil {
+		ui.Say(fmt.Sprintf("cloudimg-metadata: the artifact of %q carries no source image and no guest facts: recording files and checksums only", source.BuilderId()))
 	}
 	vcsDir := c.VCSDirectory
 	if vcsDir == "" {
@@ -193,7 +182,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	}
 
 	files := append([]string(nil), source.Files()...)
-	for _, f := range imageFiles(source, ours) {
+	for _, f := range images {
 		meta, err := p.record(ctx, ui, f, firmware, doc, repo)
 		if err != nil {
 			return nil, false, false, err
@@ -254,14 +243,17 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 	return out, nil
 }
 
-// imageFiles are the files to describe: the image of a cloudimg-kvm
-// artifact, or every file of another builder's artifact.
-func imageFiles(a packersdk.Artifact, ours bool) []string {
-	if ours {
+// imageFiles are the files to describe: every file of the artifact but
+// metadata files and the UEFI variables store that a cloudimg-kvm artifact
+// carries beside its image (an artifact whose Id is one of its files is
+// described by that file alone).
+func imageFiles(a packersdk.Artifact) []string {
+	files := a.Files()
+	if slices.Contains(files, a.Id()) {
 		return []string{a.Id()}
 	}
 	var out []string
-	for _, f := range a.Files() {
+	for _, f := range files {
 		if !strings.HasSuffix(f, ".metadata.json") {
 			out = append(out, f)
 		}

@@ -11,7 +11,7 @@ import (
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 )
 
@@ -45,12 +45,12 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	image := filepath.Join(repo, "20261126", "node.qcow2")
 	qcow2(t, image, "3G")
 	facts := `{"kernel":"6.1.0-28-cloud-amd64","reset":{"user":"packer"}}`
-	a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: map[string]interface{}{
-		kvm.StateSourceImageURL:      "https://user:secret@example.org/debian-12-genericcloud-amd64-20261101.qcow2",
-		kvm.StateSourceImageChecksum: "sha256:abcd",
-		kvm.StateGuestFacts:          facts,
-		kvm.StateStartedAt:           "2026-11-26T10:00:00Z",
-		kvm.StateFirmware:            "uefi",
+	a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: map[string]interface{}{
+		artifactstate.SourceImageURL:      "https://user:secret@example.org/debian-12-genericcloud-amd64-20261101.qcow2",
+		artifactstate.SourceImageChecksum: "sha256:abcd",
+		artifactstate.GuestFacts:          facts,
+		artifactstate.StartedAt:           "2026-11-26T10:00:00Z",
+		artifactstate.Firmware:            "uefi",
 	}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
@@ -106,7 +106,7 @@ func TestPostProcessRelativePaths(t *testing.T) {
 	t.Chdir(t.TempDir())
 	image := filepath.Join("repo", "20261126", "node.qcow2")
 	qcow2(t, image, "1G")
-	a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: map[string]interface{}{}}
+	a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: map[string]interface{}{}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{"repository": "repo", "packer_build_name": "node"}); err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ func TestPostProcessForeignArtifact(t *testing.T) {
 }
 
 func TestPostProcessMissingFile(t *testing.T) {
-	a := &fakeArtifact{id: "/nonexistent/img.qcow2", builder: kvm.BuilderID, files: []string{"/nonexistent/img.qcow2"}, state: map[string]interface{}{}}
+	a := &fakeArtifact{id: "/nonexistent/img.qcow2", builder: "example.any-builder", files: []string{"/nonexistent/img.qcow2"}, state: map[string]interface{}{}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{}); err != nil {
 		t.Fatal(err)
