@@ -25,6 +25,8 @@ type FlatConfig struct {
 	ChecksumTypes       []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
 	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
 	VCSDirectory        *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
+	SBOM                *string           `mapstructure:"sbom" cty:"sbom" hcl:"sbom"`
+	Provenance          *bool             `mapstructure:"provenance" cty:"provenance" hcl:"provenance"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -54,6 +56,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"checksum_types":             &hcldec.AttrSpec{Name: "checksum_types", Type: cty.List(cty.String), Required: false},
 		"build_name":                 &hcldec.AttrSpec{Name: "build_name", Type: cty.String, Required: false},
 		"vcs_directory":              &hcldec.AttrSpec{Name: "vcs_directory", Type: cty.String, Required: false},
+		"sbom":                       &hcldec.AttrSpec{Name: "sbom", Type: cty.String, Required: false},
+		"provenance":                 &hcldec.AttrSpec{Name: "provenance", Type: cty.Bool, Required: false},
 	}
 	return s
 }
