@@ -70,7 +70,8 @@ type Image struct {
 
 // Source is the source image.
 type Source struct {
-	// URL of the image; credentials in it are dropped.
+	// URL of the image (credentials in it are dropped), or an absolute
+	// path (recorded as a file: URL).
 	URL string
 	// Checksum as Packer takes it: "<algorithm>:<hex>", or a bare SHA-256
 	// hex; anything else ("none", "file:…") gives no digest.
@@ -97,7 +98,7 @@ func Statement(in Input) ([]byte, error) {
 	}
 	var deps []*intoto.ResourceDescriptor
 	if s := in.Source; s != nil && s.URL != "" {
-		d := &intoto.ResourceDescriptor{Name: "source-image", Uri: withoutCredentials(s.URL)}
+		d := &intoto.ResourceDescriptor{Name: "source-image", Uri: asURI(s.URL)}
 		if algo, sum, ok := digest(s.Checksum); ok {
 			d.Digest = map[string]string{algo: sum}
 		}
@@ -250,6 +251,15 @@ func isHex(s string, n int) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
+}
+
+// asURI is a source image's location as a URI: a URL without its
+// credentials, or a local absolute path as a file: URL.
+func asURI(s string) string {
+	if strings.HasPrefix(s, "/") {
+		return (&url.URL{Scheme: "file", Path: s}).String()
+	}
+	return withoutCredentials(s)
 }
 
 // withoutCredentials drops the user information of a URL; other strings

@@ -92,6 +92,19 @@ func TestStatementMinimal(t *testing.T) {
 	}
 }
 
+func TestAsURI(t *testing.T) {
+	for in, want := range map[string]string{
+		"/var/cache/images/debian 12.qcow2":           "file:///var/cache/images/debian%2012.qcow2",
+		"https://u:p@example.org/a.qcow2":             "https://example.org/a.qcow2",
+		"https://cloud.debian.org/images/a.qcow2?x=1": "https://cloud.debian.org/images/a.qcow2?x=1",
+		"file:///var/cache/images/debian-12.qcow2":    "file:///var/cache/images/debian-12.qcow2",
+	} {
+		if got := asURI(in); got != want {
+			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestDigest(t *testing.T) {
 	sha256 := strings.Repeat("a", 64)
 	for in, want := range map[string]string{
