@@ -88,7 +88,7 @@ type Config struct {
 	// and its SHA-256; the source image, the template's git commit, the
 	// plugin and Packer versions; the build's start and finish). Default
 	// `true`.
-	Provenance *bool `mapstructure:"provenance"`
+	Provenance config.Trilean `mapstructure:"provenance"`
 
 	ctx interpolate.Context
 }
@@ -150,11 +150,7 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	default:
 		add("sbom: %q is not one of %s, %s, %s", c.SBOM, SBOMCycloneDX, SBOMSPDX, SBOMNone)
 	}
-	if c.Provenance == nil {
-		t := true
-		c.Provenance = &t
-	}
-	if (c.SBOM != SBOMNone || *c.Provenance) && !seen["sha256"] && c.Repository == "" {
+	if (c.SBOM != SBOMNone || !c.Provenance.False()) && !seen["sha256"] && c.Repository == "" {
 		// The documents' subject is the image's SHA-256.
 		c.ChecksumTypes = append(c.ChecksumTypes, "sha256")
 		seen["sha256"] = true
@@ -298,7 +294,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 			return nil, err
 		}
 	}
-	if *c.Provenance {
+	if !c.Provenance.False() { // default true
 		b, err := provenance.Statement(p.provenanceInput(subject, img.Checksums["sha256"], builderID, &doc))
 		if err != nil {
 			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
