@@ -6,16 +6,8 @@ import (
 	"path/filepath"
 
 	registryimage "github.com/hashicorp/packer-plugin-sdk/packer/registry/image"
-)
 
-// Artifact keys in State.
-const (
-	StateSourceImageURL      = "source_image_url"
-	StateSourceImageChecksum = "source_image_checksum"
-	StateGuestFacts          = "guest_facts"
-	StateFormat              = "format"
-	StateStartedAt           = "started_at"
-	StateFirmware            = "firmware" // "bios" or "uefi"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 )
 
 // Artifact is the built image.
@@ -36,19 +28,20 @@ func (a *Artifact) Id() string { return a.image }
 
 func (a *Artifact) String() string { return fmt.Sprintf("Image: %s", a.image) }
 
-// State carries the source image, the guest facts the reset provisioner
-// collected, and HCP Packer metadata.
+// State carries the keys of internal/artifactstate (source image, guest
+// facts the reset provisioner collected, format, firmware, start time), and
+// HCP Packer metadata.
 func (a *Artifact) State(name string) interface{} {
 	if name == registryimage.ArtifactStateURI {
 		img, err := registryimage.FromArtifact(a,
 			registryimage.WithProvider("cloudimg-kvm"),
 			registryimage.WithID(a.image),
-			registryimage.WithSourceID(fmt.Sprint(a.state[StateSourceImageURL])),
+			registryimage.WithSourceID(fmt.Sprint(a.state[artifactstate.SourceImageURL])),
 			registryimage.WithRegion("local"),
 			registryimage.SetLabels(map[string]interface{}{
-				"format":                a.state[StateFormat],
-				"firmware":              a.state[StateFirmware],
-				"source_image_checksum": a.state[StateSourceImageChecksum],
+				"format":                a.state[artifactstate.Format],
+				"firmware":              a.state[artifactstate.Firmware],
+				"source_image_checksum": a.state[artifactstate.SourceImageChecksum],
 			}),
 		)
 		if err != nil {

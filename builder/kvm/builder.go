@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	"github.com/hashicorp/packer-plugin-sdk/multistep/commonsteps"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 )
 
 // BuilderID is the artifact's BuilderId.
@@ -119,18 +121,18 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		image: image,
 		files: []string{image},
 		state: map[string]interface{}{
-			StateSourceImageURL:      cfg.ISOUrls[0],
-			StateSourceImageChecksum: cfg.ISOChecksum,
-			StateFormat:              cfg.Format,
-			StateStartedAt:           started.UTC().Format(time.RFC3339),
-			StateFirmware:            cfg.Firmware,
+			artifactstate.SourceImageURL:      cfg.ISOUrls[0],
+			artifactstate.SourceImageChecksum: cfg.ISOChecksum,
+			artifactstate.Format:              cfg.Format,
+			artifactstate.StartedAt:           started.UTC().Format(time.RFC3339),
+			artifactstate.Firmware:            cfg.Firmware,
 		},
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {
 		a.files = append(a.files, v.(string))
 	}
 	if facts, ok := state.GetOk("guest_facts"); ok {
-		a.state[StateGuestFacts] = facts
+		a.state[artifactstate.GuestFacts] = facts
 	}
 	return a, nil
 }

@@ -34,6 +34,10 @@ type Metadata struct {
 	// Guest holds facts about the guest collected by another component,
 	// recorded as-is (it must be valid JSON).
 	Guest json.RawMessage `json:"guest,omitempty"`
+	// Sidecars are the other documents written for the image (SBOM,
+	// provenance), each with its SHA-256; here their paths are relative to
+	// the directory of the metadata file itself. Omitted when none.
+	Sidecars []Sidecar `json:"sidecars,omitempty"`
 }
 
 // Image describes one image file.
@@ -187,6 +191,12 @@ func WriteMetadata(path string, m *Metadata) error {
 		return err
 	}
 	return writeFileAtomic(path, b, 0o644)
+}
+
+// WriteFile writes data to path atomically, like WriteMetadata: readers see
+// the old contents or the new, never a part. The file gets mode 0644.
+func WriteFile(path string, data []byte) error {
+	return writeFileAtomic(path, data, 0o644)
 }
 
 // DescribeImage fills an Image for the file at imagePath: format and virtual

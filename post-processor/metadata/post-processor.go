@@ -8,8 +8,9 @@ package metadata
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,8 +27,10 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
 
@@ -83,9 +86,33 @@ type Config struct {
 	// images (from another builder) counts as one build: `keep_last` times
 	// that many images stay. Default `0`: keep every image.
 	KeepLast int `mapstructure:"keep_last"`
+	// Software bill of materials written beside each image from the
+	// packages installed in the guest (which the
+	// `cloudimg-cloudinit-reset` provisioner collects): `"cyclonedx"`
+	// (default) writes `<image>.cdx.json` (CycloneDX 1.6 JSON), `"spdx"`
+	// writes `<image>.spdx.json` (SPDX 2.3 JSON), `"none"` writes none.
+	// Without guest facts in the artifact the SBOM is skipped with a
+	// message.
+	SBOM string `mapstructure:"sbom"`
+	// Write `<image>.intoto.json` beside each image: an unsigned in-toto
+	// Statement v1 with an SLSA Provenance v1 predicate (subject: the image
+	// and its SHA-256; the source image, the template's git commit, the
+	// plugin and Packer versions; the build's start and finish). Default
+	// `true`.
+	Provenance config.Trilean `mapstructure:"provenance"`
 
 	ctx interpolate.Context
 }
+
+// SBOM formats of the sbom option.
+const (
+	SBOMCycloneDX = "cyclonedx"
+	SBOMSPDX      = "spdx"
+	SBOMNone      = "none"
+)
+
+// pluginModule is this plugin's Go module, as the provenance names it.
+const pluginModule = "github.com/packer-cloudimg/packer-plugin-cloudimg"
 
 // PostProcessor is the cloudimg-metadata post-processor.
 type PostProcessor struct {
@@ -127,6 +154,18 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 		}
 		seen[t] = true
 	}
+	switch c.SBOM {
+	case "":
+		c.SBOM = SBOMCycloneDX
+	case SBOMCycloneDX, SBOMSPDX, SBOMNone:
+	default:
+		add("sbom: %q is not one of %s, %s, %s", c.SBOM, SBOMCycloneDX, SBOMSPDX, SBOMNone)
+	}
+	if (c.SBOM != SBOMNone || !c.Provenance.False()) && !seen["sha256"] && c.Repository == "" {
+		// The documents' subject is the image's SHA-256.
+		c.ChecksumTypes = append(c.ChecksumTypes, "sha256")
+		seen["sha256"] = true
+	}
 	if c.Repository != "" && !seen["sha256"] {
 		add("checksum_types: must include \"sha256\" when repository is set (SHA256SUMS needs it)")
 	}
@@ -154,10 +193,6 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source packersdk.Artifact) (packersdk.Artifact, bool, bool, error) {
 	c := &p.config
 	finished := time.Now()
-	ours := source.BuilderId() == kvm.BuilderID
-	if !ours {
-		ui.Say(fmt.Sprintf("cloudimg-metadata: the artifact comes from %q, not cloudimg-kvm: recording files and checksums only (no source image, no guest facts)", source.BuilderId()))
-	}
 
 	doc := imagemeta.Metadata{
 		Build: imagemeta.Build{
@@ -165,39 +200,39 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 			SourceName:    c.PackerBuildName,
 			BuilderType:   c.PackerBuilderType,
 			PackerRunUUID: os.Getenv("PACKER_RUN_UUID"),
+			StartedAt:     artifactstate.Time(source, artifactstate.StartedAt),
 			FinishedAt:    finished,
 			PluginVersion: version.PluginVersion.FormattedVersion(),
 			PackerVersion: packerVersion(c.PackerCoreVersion),
 		},
 		Labels: c.Labels,
 	}
-	firmware := ""
-	if ours {
-		if u, ok := source.State(kvm.StateSourceImageURL).(string); ok && u != "" {
-			sum, _ := source.State(kvm.StateSourceImageChecksum).(string)
-			// A chained build: the base image's own metadata names it.
-			sctx, cancel := context.WithTimeout(ctx, time.Minute)
-			src, err := imagemeta.DescribeSource(sctx, nil, u, sum)
-			cancel()
-			if err != nil {
-				ui.Say(fmt.Sprintf("Warning: %v; the source is recorded by URL and checksum only", err))
-			}
-			doc.Source = src
+	if u := artifactstate.String(source, artifactstate.SourceImageURL); u != "" {
+		sum := artifactstate.String(source, artifactstate.SourceImageChecksum)
+		// A chained build: the base image's own metadata names it.
+		sctx, cancel := context.WithTimeout(ctx, time.Minute)
+		src, err := imagemeta.DescribeSource(sctx, nil, u, sum)
+		cancel()
+		if err != nil {
+			ui.Say(fmt.Sprintf("Warning: %v; the source is recorded by URL and checksum only", err))
 		}
-		if facts, ok := source.State(kvm.StateGuestFacts).(string); ok && facts != "" {
-			if !json.Valid([]byte(facts)) {
-				return nil, false, false, errors.New("cloudimg-metadata: the guest facts in the artifact are not valid JSON")
-			}
-			doc.Guest = json.RawMessage(facts)
+		doc.Source = src
+	}
+	var facts *artifactstate.Facts
+	if s := artifactstate.String(source, artifactstate.GuestFacts); s != "" {
+		f, err := artifactstate.ParseFacts(s)
+		if err != nil {
+			return nil, false, false, fmt.Errorf("cloudimg-metadata: %v", err)
 		}
-		if s, ok := source.State(kvm.StateFirmware).(string); ok {
-			firmware = s
-		}
-		if s, ok := source.State(kvm.StateStartedAt).(string); ok {
-			if t, err := time.Parse(time.RFC3339, s); err == nil {
-				doc.Build.StartedAt = t
-			}
-		}
+		doc.Guest, facts = json.RawMessage(s), f
+	}
+	firmware := artifactstate.String(source, artifactstate.Firmware)
+	images := imageFiles(source)
+	if doc.Source == nil && facts == nil {
+		ui.Say(fmt.Sprintf("cloudimg-metadata: the artifact of %q carries no source image and no guest facts: recording files and checksums only", source.BuilderId()))
+	}
+	if facts == nil && c.SBOM != SBOMNone {
+		ui.Say("cloudimg-metadata: no SBOM: the artifact carries no guest facts (they come from the cloudimg-cloudinit-reset provisioner)")
 	}
 	vcsDir := c.VCSDirectory
 	if vcsDir == "" {
@@ -215,48 +250,107 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	}
 
 	files := append([]string(nil), source.Files()...)
-	images := imageFiles(source, ours)
 	// keep_last counts builds: an artifact of several images (another
 	// builder's) keeps that many per build, so that none of this build's
 	// images removes another.
 	keep := c.KeepLast * len(images)
 	for _, f := range images {
-		meta, err := p.record(ctx, ui, f, firmware, doc, repo, keep)
+		written, err := p.record(ctx, ui, f, firmware, doc, facts, source.BuilderId(), repo, keep)
 		if err != nil {
 			return nil, false, false, err
 		}
-		files = append(files, meta)
+		files = append(files, written...)
 	}
 	// The image stays: the returned artifact holds it too.
 	return &Artifact{files: files, source: source}, true, true, nil
 }
 
-// record writes one image's metadata file and adds it to the repository.
-func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, repo *imagemeta.Repo, keep int) (string, error) {
+// record writes one image's documents (SBOM, provenance, then the metadata
+// file that lists them), adds the image with them to the repository and
+// applies keep (keep_last, counted in images; 0 keeps all). It returns the
+// files written.
+func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, facts *artifactstate.Facts, builderID string, repo *imagemeta.Repo, keep int) ([]string, error) {
 	c := &p.config
 	if st, err := os.Stat(image); err != nil {
-		return "", fmt.Errorf("cloudimg-metadata: image file: %w", err)
+		return nil, fmt.Errorf("cloudimg-metadata: image file: %w", err)
 	} else if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("cloudimg-metadata: %s is not a regular file", image)
+		return nil, fmt.Errorf("cloudimg-metadata: %s is not a regular file", image)
 	}
 	c.ctx.Data = map[string]string{"ImagePath": image, "ImageName": filepath.Base(image), "BuildName": c.PackerBuildName}
 	out, err := interpolate.Render(c.Output, &c.ctx)
 	if err != nil {
-		return "", fmt.Errorf("cloudimg-metadata: output: %w", err)
+		return nil, fmt.Errorf("cloudimg-metadata: output: %w", err)
 	}
 
 	ui.Say(fmt.Sprintf("Hashing %s (%s)...", image, strings.Join(c.ChecksumTypes, ", ")))
 	img, err := imagemeta.DescribeImage(ctx, image, out, c.ChecksumTypes)
 	if err != nil {
-		return "", fmt.Errorf("cloudimg-metadata: %s: %w", image, err)
+		return nil, fmt.Errorf("cloudimg-metadata: %s: %w", image, err)
 	}
 	img.Name = c.ImageName
 	img.Firmware = firmware
 	doc.Image = img
-	if err := imagemeta.WriteMetadata(out, &doc); err != nil {
-		return "", fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)
+
+	// The documents about the image, each beside it.
+	var sidecars []imagemeta.Sidecar // paths as written
+	var written []string
+	write := func(kind, path string, data []byte) error {
+		if err := imagemeta.WriteFile(path, data); err != nil {
+			return fmt.Errorf("cloudimg-metadata: writing %s: %w", path, err)
+		}
+		sum := sha256.Sum256(data)
+		sidecars = append(sidecars, imagemeta.Sidecar{Kind: kind, Path: path, SHA256: hex.EncodeToString(sum[:])})
+		written = append(written, path)
+		ui.Say("Wrote " + path)
+		return nil
+	}
+	subject := filepath.Base(image)
+	if facts != nil && c.SBOM != SBOMNone {
+		in := sbom.Input{
+			Image:   sbom.Image{Name: subject, SHA256: img.Checksums["sha256"]},
+			Facts:   facts,
+			Tool:    sbom.Tool{Name: "packer-plugin-cloudimg", Version: version.PluginVersion.FormattedVersion()},
+			Created: doc.Build.FinishedAt,
+		}
+		kind, path, gen := imagemeta.SidecarCycloneDX, image+".cdx.json", sbom.CycloneDX
+		if c.SBOM == SBOMSPDX {
+			kind, path, gen = imagemeta.SidecarSPDX, image+".spdx.json", sbom.SPDX
+		}
+		b, err := gen(in)
+		if err != nil {
+			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+		}
+		if err := write(kind, path, b); err != nil {
+			return nil, err
+		}
+	}
+	if !c.Provenance.False() { // default true
+		b, err := provenance.Statement(p.provenanceInput(subject, img.Checksums["sha256"], builderID, &doc))
+		if err != nil {
+			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+		}
+		if err := write(imagemeta.SidecarProvenance, image+".intoto.json", b); err != nil {
+			return nil, err
+		}
+	}
+	for _, sc := range sidecars {
+		rel, err := imagemeta.RelativePath(filepath.Dir(out), sc.Path)
+		if err != nil {
+			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+		}
+		doc.Sidecars = append(doc.Sidecars, imagemeta.Sidecar{Kind: sc.Kind, Path: rel, SHA256: sc.SHA256})
+	}
+	b, err := imagemeta.MarshalMetadata(&doc)
+	if err != nil {
+		return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+	}
+	if err := imagemeta.WriteFile(out, b); err != nil {
+		return nil, fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)
 	}
 	ui.Say("Wrote " + out)
+	sum := sha256.Sum256(b)
+	sidecars = append(sidecars, imagemeta.Sidecar{Kind: imagemeta.SidecarMetadata, Path: out, SHA256: hex.EncodeToString(sum[:])})
+	written = append([]string{out}, written...)
 
 	if repo != nil {
 		entry := imagemeta.IndexEntry{
@@ -271,11 +365,21 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		// artifact's is relative to where Packer runs.
 		abs, err := filepath.Abs(image)
 		if err != nil {
-			return "", fmt.Errorf("cloudimg-metadata: %w", err)
+			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+		}
+		for _, sc := range sidecars {
+			if sc.Path, err = filepath.Abs(sc.Path); err != nil {
+				return nil, fmt.Errorf("cloudimg-metadata: %w", err)
+			}
+			if !inside(c.Repository, sc.Path) {
+				ui.Say(fmt.Sprintf("Warning: %s is outside the repository %s: not listed in its index", sc.Path, c.Repository))
+				continue
+			}
+			entry.Sidecars = append(entry.Sidecars, sc)
 		}
 		removed, err := repo.AddKeepLast(entry, img.Checksums["sha256"], abs, keep)
 		if err != nil {
-			return "", fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
+			return nil, fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
 		}
 		ui.Say(fmt.Sprintf("Added %s to the repository %s (index.json, SHA256SUMS)", filepath.Base(image), c.Repository))
 		for _, rm := range removed {
@@ -283,18 +387,74 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 				c.KeepLast, rm.Entry.Path, rm.Entry.Name, imagemeta.FormatLabels(rm.Entry.Labels), strings.Join(append(rm.Files, rm.Dirs...), ", ")))
 		}
 	}
-	return out, nil
+	return written, nil
 }
 
-// imageFiles are the files to describe: the image of a cloudimg-kvm
-// artifact, or every file of another builder's artifact.
-func imageFiles(a packersdk.Artifact, ours bool) []string {
-	if ours {
+// provenanceInput is what the provenance of one image says. Its external
+// parameters are the post-processor's own view of the template: Packer
+// (1.11, HCL2) hands a post-processor neither the template's variables nor
+// which of them are sensitive, so none are recorded; the labels, which a
+// template sets from its variables, are (they are in the metadata and the
+// index already).
+func (p *PostProcessor) provenanceInput(subject, sha256Hex, builderID string, doc *imagemeta.Metadata) provenance.Input {
+	c := &p.config
+	params := map[string]any{"source": c.PackerBuildName, "builder_type": c.PackerBuilderType, "image_name": c.ImageName}
+	if c.BuildName != "" {
+		params["build"] = c.BuildName
+	}
+	if len(c.Labels) > 0 {
+		labels := map[string]any{}
+		for k, v := range c.Labels {
+			labels[k] = v
+		}
+		params["labels"] = labels
+	}
+	in := provenance.Input{
+		Image:              provenance.Image{Name: subject, SHA256: sha256Hex},
+		BuilderID:          builderID,
+		ExternalParameters: params,
+		PluginModule:       pluginModule,
+		PluginVersion:      doc.Build.PluginVersion,
+		PackerVersion:      doc.Build.PackerVersion,
+		InvocationID:       doc.Build.PackerRunUUID,
+		StartedOn:          doc.Build.StartedAt,
+		FinishedOn:         doc.Build.FinishedAt,
+	}
+	if s := doc.Source; s != nil {
+		in.Source = &provenance.Source{URL: s.URL, Checksum: s.Checksum}
+	}
+	if v := doc.VCS; v != nil {
+		in.Template = &provenance.Template{Remote: v.Remote, Branch: v.Branch, Commit: v.Commit, Dirty: v.Dirty}
+	}
+	return in
+}
+
+// inside reports whether the absolute path p is inside the directory dir.
+func inside(dir, p string) bool {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// documentSuffixes end the names of the documents this post-processor
+// writes beside an image.
+var documentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json"}
+
+// imageFiles are the files to describe: every file of the artifact but
+// the documents this post-processor writes and the UEFI variables store that a cloudimg-kvm artifact
+// carries beside its image (an artifact whose Id is one of its files is
+// described by that file alone).
+func imageFiles(a packersdk.Artifact) []string {
+	files := a.Files()
+	if slices.Contains(files, a.Id()) {
 		return []string{a.Id()}
 	}
 	var out []string
-	for _, f := range a.Files() {
-		if !strings.HasSuffix(f, ".metadata.json") {
+	for _, f := range files {
+		if !slices.ContainsFunc(documentSuffixes, func(s string) bool { return strings.HasSuffix(f, s) }) {
 			out = append(out, f)
 		}
 	}

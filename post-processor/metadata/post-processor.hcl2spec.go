@@ -26,6 +26,8 @@ type FlatConfig struct {
 	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
 	VCSDirectory        *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
 	KeepLast            *int              `mapstructure:"keep_last" cty:"keep_last" hcl:"keep_last"`
+	SBOM                *string           `mapstructure:"sbom" cty:"sbom" hcl:"sbom"`
+	Provenance          *bool             `mapstructure:"provenance" cty:"provenance" hcl:"provenance"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -56,6 +58,8 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"build_name":                 &hcldec.AttrSpec{Name: "build_name", Type: cty.String, Required: false},
 		"vcs_directory":              &hcldec.AttrSpec{Name: "vcs_directory", Type: cty.String, Required: false},
 		"keep_last":                  &hcldec.AttrSpec{Name: "keep_last", Type: cty.Number, Required: false},
+		"sbom":                       &hcldec.AttrSpec{Name: "sbom", Type: cty.String, Required: false},
+		"provenance":                 &hcldec.AttrSpec{Name: "provenance", Type: cty.Bool, Required: false},
 	}
 	return s
 }

@@ -2,18 +2,25 @@ package metadata
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/docschema"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 )
 
 type fakeArtifact struct {
@@ -45,13 +52,15 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	repo := t.TempDir()
 	image := filepath.Join(repo, "20261126", "node.qcow2")
 	qcow2(t, image, "3G")
-	facts := `{"kernel":"6.1.0-28-cloud-amd64","reset":{"user":"packer"}}`
-	a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: map[string]interface{}{
-		kvm.StateSourceImageURL:      "https://user:secret@example.org/debian-12-genericcloud-amd64-20261101.qcow2",
-		kvm.StateSourceImageChecksum: "sha256:abcd",
-		kvm.StateGuestFacts:          facts,
-		kvm.StateStartedAt:           "2026-11-26T10:00:00Z",
-		kvm.StateFirmware:            "uefi",
+	facts := `{"os_release":{"ID":"debian","VERSION_ID":"12"},"kernel":"6.1.0-28-cloud-amd64","package_manager":"dpkg",
+		"packages":[{"name":"libssl3","version":"3.0.15-1~deb12u1","architecture":"amd64","source":"openssl","source_version":"3.0.15-1~deb12u1"}],
+		"reset":{"user":"packer"}}`
+	a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: map[string]interface{}{
+		artifactstate.SourceImageURL:      "https://user:secret@example.org/debian-12-genericcloud-amd64-20261101.qcow2",
+		artifactstate.SourceImageChecksum: "sha256:abcd",
+		artifactstate.GuestFacts:          facts,
+		artifactstate.StartedAt:           "2026-11-26T10:00:00Z",
+		artifactstate.Firmware:            "uefi",
 	}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
@@ -67,7 +76,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	if !keep || !force {
 		t.Error("the image must be kept")
 	}
-	if got := out.Files(); len(got) != 2 || got[1] != image+".metadata.json" {
+	if got := out.Files(); !slices.Equal(got, []string{image, image + ".metadata.json", image + ".cdx.json", image + ".intoto.json"}) {
 		t.Fatalf("files = %v", got)
 	}
 	m, err := imagemeta.ReadMetadata(image + ".metadata.json")
@@ -97,7 +106,118 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	}
 	idx, err := (&imagemeta.Repo{Dir: repo}).ReadIndex()
 	if err != nil || len(idx.Images) != 1 || idx.Latest["production"] != "20261126/node.qcow2" || idx.Images[0].Firmware != "uefi" {
-		t.Errorf("index = %+v, %v", idx, err)
+		t.Fatalf("index = %+v, %v", idx, err)
+	}
+
+	// The SBOM and the provenance: valid, about this image, listed in the
+	// metadata (relative to it) and in the index and SHA256SUMS (relative
+	// to the repository).
+	sha := m.Image.Checksums["sha256"]
+	cdxDoc, err := os.ReadFile(image + ".cdx.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := docschema.Validate(docschema.CycloneDX16, cdxDoc); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(string(cdxDoc), `"purl": "pkg:deb/debian/libssl3@3.0.15-1~deb12u1?arch=amd64\u0026distro=debian-12\u0026upstream=openssl"`) &&
+		!strings.Contains(string(cdxDoc), `"purl": "pkg:deb/debian/libssl3@3.0.15-1~deb12u1?arch=amd64&distro=debian-12&upstream=openssl"`) {
+		t.Errorf("no libssl3 purl in\n%s", cdxDoc)
+	}
+	if !strings.Contains(string(cdxDoc), sha) {
+		t.Error("the SBOM does not name the image's sha256")
+	}
+	st, pred, err := provenance.Parse(mustRead(t, image+".intoto.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetSubject()[0].GetDigest()["sha256"] != sha || st.GetSubject()[0].GetName() != "node.qcow2" {
+		t.Errorf("provenance subject %v", st.GetSubject())
+	}
+	if pred.GetRunDetails().GetBuilder().GetId() != provenance.BuilderIDPrefix+"example.any-builder" ||
+		!pred.GetRunDetails().GetMetadata().GetStartedOn().AsTime().Equal(time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("run details %v", pred.GetRunDetails())
+	}
+	deps := pred.GetBuildDefinition().GetResolvedDependencies()
+	if len(deps) == 0 || deps[0].GetName() != "source-image" || strings.Contains(deps[0].GetUri(), "secret") {
+		t.Errorf("resolved dependencies %v", deps)
+	}
+	if got := pred.GetBuildDefinition().GetExternalParameters().AsMap()["labels"]; !reflect.DeepEqual(got, map[string]any{"stage": "production"}) {
+		t.Errorf("external parameters: labels %v", got)
+	}
+	wantSidecars := []imagemeta.Sidecar{
+		{Kind: imagemeta.SidecarCycloneDX, Path: "node.qcow2.cdx.json", SHA256: sha256File(t, image+".cdx.json")},
+		{Kind: imagemeta.SidecarProvenance, Path: "node.qcow2.intoto.json", SHA256: sha256File(t, image+".intoto.json")},
+	}
+	if !reflect.DeepEqual(m.Sidecars, wantSidecars) {
+		t.Errorf("metadata sidecars %+v, want %+v", m.Sidecars, wantSidecars)
+	}
+	wantIndex := []imagemeta.Sidecar{
+		{Kind: imagemeta.SidecarCycloneDX, Path: "20261126/node.qcow2.cdx.json", SHA256: wantSidecars[0].SHA256},
+		{Kind: imagemeta.SidecarProvenance, Path: "20261126/node.qcow2.intoto.json", SHA256: wantSidecars[1].SHA256},
+		{Kind: imagemeta.SidecarMetadata, Path: "20261126/node.qcow2.metadata.json", SHA256: sha256File(t, image+".metadata.json")},
+	}
+	if !reflect.DeepEqual(idx.Images[0].Sidecars, wantIndex) {
+		t.Errorf("index sidecars %+v, want %+v", idx.Images[0].Sidecars, wantIndex)
+	}
+	sums := string(mustRead(t, filepath.Join(repo, "SHA256SUMS")))
+	for _, sc := range wantIndex {
+		if !strings.Contains(sums, sc.SHA256+"  "+sc.Path+"\n") {
+			t.Errorf("SHA256SUMS lacks %s:\n%s", sc.Path, sums)
+		}
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sha256File(t *testing.T, p string) string {
+	t.Helper()
+	sum := sha256.Sum256(mustRead(t, p))
+	return hex.EncodeToString(sum[:])
+}
+
+// sbom = "spdx" writes an SPDX document instead; sbom = "none" and
+// provenance = false write neither.
+func TestPostProcessDocumentOptions(t *testing.T) {
+	facts := `{"os_release":{"ID":"ubuntu","VERSION_ID":"24.04"},"package_manager":"dpkg","packages":[{"name":"sudo","version":"1.9.15p5-3ubuntu5","architecture":"amd64"}]}`
+	for _, tc := range []struct {
+		raw  map[string]interface{}
+		want []string // suffixes of the files written
+	}{
+		{map[string]interface{}{"sbom": "spdx"}, []string{".metadata.json", ".spdx.json", ".intoto.json"}},
+		{map[string]interface{}{"sbom": "none", "provenance": false}, []string{".metadata.json"}},
+		{map[string]interface{}{"provenance": false, "checksum_types": []string{"sha512"}}, []string{".metadata.json", ".cdx.json"}},
+	} {
+		image := filepath.Join(t.TempDir(), "node.qcow2")
+		qcow2(t, image, "1G")
+		a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: map[string]interface{}{artifactstate.GuestFacts: facts}}
+		var p PostProcessor
+		if err := p.Configure(tc.raw); err != nil {
+			t.Fatal(err)
+		}
+		out, _, _, err := p.PostProcess(context.Background(), packersdk.TestUi(t), a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, s := range append([]string{""}, tc.want...) {
+			want = append(want, image+s)
+		}
+		if !slices.Equal(out.Files(), want) {
+			t.Errorf("%v: files %v, want %v", tc.raw, out.Files(), want)
+		}
+		if slices.Contains(tc.want, ".spdx.json") {
+			if err := docschema.Validate(docschema.SPDX23, mustRead(t, image+".spdx.json")); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }
 
@@ -107,7 +227,7 @@ func TestPostProcessRelativePaths(t *testing.T) {
 	t.Chdir(t.TempDir())
 	image := filepath.Join("repo", "20261126", "node.qcow2")
 	qcow2(t, image, "1G")
-	a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: map[string]interface{}{}}
+	a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: map[string]interface{}{}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{"repository": "repo", "packer_build_name": "node"}); err != nil {
 		t.Fatal(err)
@@ -116,7 +236,7 @@ func TestPostProcessRelativePaths(t *testing.T) {
 		t.Fatal(err)
 	}
 	sums, err := os.ReadFile(filepath.Join("repo", "SHA256SUMS"))
-	if err != nil || !strings.HasSuffix(string(sums), "  20261126/node.qcow2\n") {
+	if err != nil || !strings.Contains(string(sums), "  20261126/node.qcow2\n") || !strings.Contains(string(sums), "  20261126/node.qcow2.intoto.json\n") {
 		t.Fatalf("SHA256SUMS = %q, %v", sums, err)
 	}
 	cmd := exec.Command("sha256sum", "-c", "SHA256SUMS")
@@ -151,10 +271,20 @@ func TestPostProcessForeignArtifact(t *testing.T) {
 	if m.Source != nil || m.Guest != nil || m.Image.Format != "raw" || m.Image.VirtualSizeBytes != 18 {
 		t.Errorf("metadata = %+v", m)
 	}
+	// Without guest facts: no SBOM, but the provenance.
+	if _, err := os.Stat(raw + ".cdx.json"); !os.IsNotExist(err) {
+		t.Errorf("an SBOM without guest facts: %v", err)
+	}
+	if _, _, err := provenance.Parse(mustRead(t, raw+".intoto.json")); err != nil {
+		t.Error(err)
+	}
+	if len(m.Sidecars) != 1 || m.Sidecars[0].Kind != imagemeta.SidecarProvenance {
+		t.Errorf("sidecars %+v", m.Sidecars)
+	}
 }
 
 func TestPostProcessMissingFile(t *testing.T) {
-	a := &fakeArtifact{id: "/nonexistent/img.qcow2", builder: kvm.BuilderID, files: []string{"/nonexistent/img.qcow2"}, state: map[string]interface{}{}}
+	a := &fakeArtifact{id: "/nonexistent/img.qcow2", builder: "example.any-builder", files: []string{"/nonexistent/img.qcow2"}, state: map[string]interface{}{}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{}); err != nil {
 		t.Fatal(err)
@@ -176,6 +306,7 @@ func TestConfigureErrors(t *testing.T) {
 		{map[string]interface{}{"bogus_option": true}, "bogus_option"},
 		{map[string]interface{}{"repository": "r", "keep_last": -1}, "keep_last: must be 0"},
 		{map[string]interface{}{"keep_last": 2}, "keep_last: only used with repository"},
+		{map[string]interface{}{"sbom": "syft"}, "sbom"},
 	}
 	for _, tc := range cases {
 		var p PostProcessor
@@ -197,10 +328,10 @@ func TestPostProcessChainedKeepLast(t *testing.T) {
 		qcow2(t, image, "1G")
 		state := map[string]interface{}{}
 		if srcURL != "" {
-			state[kvm.StateSourceImageURL] = srcURL
-			state[kvm.StateSourceImageChecksum] = srcSum
+			state[artifactstate.SourceImageURL] = srcURL
+			state[artifactstate.SourceImageChecksum] = srcSum
 		}
-		a := &fakeArtifact{id: image, builder: kvm.BuilderID, files: []string{image}, state: state}
+		a := &fakeArtifact{id: image, builder: "example.any-builder", files: []string{image}, state: state}
 		var p PostProcessor
 		if err := p.Configure(map[string]interface{}{
 			"repository": repo, "image_name": name, "keep_last": 1,
@@ -236,7 +367,7 @@ func TestPostProcessChainedKeepLast(t *testing.T) {
 	}
 
 	out := run(filepath.Join(repo, "v2", "node.qcow2"), "node", base, "sha256:"+baseSum, "run-v2")
-	if !strings.Contains(out, `keep_last = 1: removed the older image v1/node.qcow2 of "node" {stage=dev} from the repository (deleted v1/node.qcow2, v1/node.qcow2.metadata.json, v1)`) {
+	if !strings.Contains(out, `keep_last = 1: removed the older image v1/node.qcow2 of "node" {stage=dev} from the repository (deleted v1/node.qcow2, v1/node.qcow2.intoto.json, v1/node.qcow2.metadata.json, v1)`) {
 		t.Errorf("output does not report the removal:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(repo, "v1")); !os.IsNotExist(err) {

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 )
 
@@ -34,7 +35,8 @@ import (
 //	FACT hostname <the kernel's hostname>
 //	FACT mac <MAC address of one of the build VM's NICs>
 //	FACT cloud-init <version output>
-//	PKG<TAB><status><TAB><name><TAB><version>
+//	FACT package-manager dpkg|rpm
+//	PKG<TAB><status><TAB><name><TAB><version>[<TAB><arch>[<TAB><source><TAB><source version>]]
 //	NOTE <text>
 //	DONE <nonce>
 //
@@ -114,13 +116,19 @@ for d in "$ROOT"/sys/class/net/*; do
 done
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
+# The package list is the image's SBOM: name, version, architecture and the
+# source package each was built from, in one dpkg-query.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
-	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
+	say "FACT package-manager dpkg"
+	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
 elif [ -z "$ROOT" ] && command -v rpm >/dev/null 2>&1; then
+	say "FACT package-manager rpm"
 	if command -v cloud-init >/dev/null 2>&1; then
 		say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
 	fi
-	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' 2>/dev/null || say "NOTE rpm -qa failed"
+	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n' 2>/dev/null || say "NOTE rpm -qa failed"
+else
+	say "NOTE Warning: the guest has no dpkg-query (nor rpm): no package list is recorded, and the image's SBOM will list no packages"
 fi
 say "DONE $NONCE"
 `
@@ -174,7 +182,7 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 	c := &Collected{
 		SHA256:   map[string]string{},
 		contents: contents,
-		Facts:    Facts{OSRelease: map[string]string{}, Packages: []Package{}},
+		Facts:    Facts{Facts: artifactstate.Facts{OSRelease: map[string]string{}, Packages: []Package{}}},
 	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
@@ -233,11 +241,12 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 				}
 			case "cloud-init":
 				c.Facts.CloudInitVersion = cloudInitVersion(v)
+			case "package-manager":
+				c.Facts.PackageManager = strings.TrimSpace(v)
 			}
 		case strings.HasPrefix(line, "PKG\t"):
-			f := strings.Split(line, "\t")
-			if len(f) == 4 && f[2] != "" && installed(f[1]) {
-				c.Facts.Packages = append(c.Facts.Packages, Package{Name: f[2], Version: f[3]})
+			if p, ok := parsePackage(line); ok {
+				c.Facts.Packages = append(c.Facts.Packages, p)
 			}
 		case word == "NOTE":
 			c.Notes = append(c.Notes, rest)
@@ -289,6 +298,18 @@ func ParseCollect(out []byte, nonce string) (*Collected, error) {
 		return a.Name < b.Name || a.Name == b.Name && a.Version < b.Version
 	})
 	return c, nil
+}
+
+// parsePackage parses a PKG line: status, name and version, then (when
+// collected) architecture, source package and source version. dpkg leaves
+// the source fields equal to the binary package's when they are the same.
+func parsePackage(line string) (Package, bool) {
+	f := strings.Split(line, "\t")
+	if len(f) < 4 || len(f) > 7 || f[2] == "" || !installed(f[1]) {
+		return Package{}, false
+	}
+	f = append(f, "", "", "")[:7]
+	return Package{Name: f[2], Version: f[3], Architecture: f[4], Source: f[5], SourceVersion: f[6]}, true
 }
 
 // macRE is an Ethernet MAC address as the kernel writes it (lowercase).

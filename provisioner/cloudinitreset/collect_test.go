@@ -5,8 +5,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 )
 
 // collectOutput builds collect output by hand.
@@ -67,12 +70,12 @@ func TestParseCollect(t *testing.T) {
 		if len(c.Files.Sudoers) != 1 || !strings.Contains(string(c.Files.Sudoers["90-cloud-init-users"]), "user ALL") {
 			t.Errorf("sudoers %v", c.Files.Sudoers)
 		}
-		want := Facts{
+		want := Facts{Facts: artifactstate.Facts{
 			OSRelease:        map[string]string{"ID": "ubuntu", "VERSION_ID": "24.04"},
 			Kernel:           "6.1.0-27-cloud-amd64",
 			CloudInitVersion: "22.4.2",
-			Packages:         []Package{{"base-files", "12.4"}, {"zsh", "5.9-4"}},
-		}
+			Packages:         []Package{{Name: "base-files", Version: "12.4"}, {Name: "zsh", Version: "5.9-4"}},
+		}}
 		if !reflect.DeepEqual(c.Facts, want) {
 			t.Errorf("facts %+v", c.Facts)
 		}
@@ -163,14 +166,51 @@ func TestCollectScript(t *testing.T) {
 			if c.Facts.OSRelease["ID"] != "debian" || c.Facts.Kernel == "" {
 				t.Errorf("facts %+v", c.Facts)
 			}
-			if !reflect.DeepEqual(c.Facts.Packages, []Package{{"base-files", "12.4+deb12u5"}}) {
+			if !reflect.DeepEqual(c.Facts.Packages, []Package{{Name: "base-files", Version: "12.4+deb12u5", Architecture: "amd64", Source: "base-files", SourceVersion: "12.4+deb12u5"}}) {
 				t.Errorf("packages %v", c.Facts.Packages)
+			}
+			if c.Facts.PackageManager != artifactstate.PackageManagerDpkg {
+				t.Errorf("package manager %q", c.Facts.PackageManager)
 			}
 			// The NIC's address; not the loopback's or the bridge's.
 			if !reflect.DeepEqual(c.MACs, []string{buildMAC}) {
 				t.Errorf("MACs %v", c.MACs)
 			}
 		})
+	}
+}
+
+// A guest without dpkg (and, below a ROOT, without rpm) gives an empty
+// package list and a warning, not a failure.
+func TestCollectScriptWithoutDpkg(t *testing.T) {
+	g := newGuest(t)
+	if err := os.RemoveAll(g.path("/var/lib/dpkg")); err != nil {
+		t.Fatal(err)
+	}
+	c := g.collect(shells(t)[0])
+	if c.Facts.Packages == nil || len(c.Facts.Packages) != 0 || c.Facts.PackageManager != "" {
+		t.Errorf("packages %v (%q), want an empty list", c.Facts.Packages, c.Facts.PackageManager)
+	}
+	if !slices.ContainsFunc(c.Notes, func(n string) bool { return strings.HasPrefix(n, "Warning:") && strings.Contains(n, "no dpkg-query") }) {
+		t.Errorf("no warning among the notes %q", c.Notes)
+	}
+}
+
+// PKG lines: dpkg's seven fields, rpm's five, the old four; others are
+// skipped, and so are packages that are not installed.
+func TestParsePackage(t *testing.T) {
+	for line, want := range map[string]*Package{
+		"PKG\tinstall ok installed\tlibssl3\t3.0.15-1~deb12u1\tamd64\topenssl\t3.0.15-1~deb12u1": {Name: "libssl3", Version: "3.0.15-1~deb12u1", Architecture: "amd64", Source: "openssl", SourceVersion: "3.0.15-1~deb12u1"},
+		"PKG\tinstalled\tbash\t5.2.26-1.fc41\tx86_64":                                            {Name: "bash", Version: "5.2.26-1.fc41", Architecture: "x86_64"},
+		"PKG\tinstall ok installed\tzsh\t5.9-4":                                                  {Name: "zsh", Version: "5.9-4"},
+		"PKG\tdeinstall ok config-files\tfoo\t1.0\tamd64\tfoo\t1.0":                              nil,
+		"PKG\tinstall ok installed\t\t1.0":                                                       nil,
+		"PKG\tinstall ok installed\ta\t1\tamd64\ta\t1\textra":                                    nil,
+	} {
+		p, ok := parsePackage(line)
+		if ok != (want != nil) || want != nil && p != *want {
+			t.Errorf("%q: %+v %v, want %+v", line, p, ok, want)
+		}
 	}
 }
 

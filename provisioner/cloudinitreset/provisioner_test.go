@@ -212,7 +212,7 @@ func TestProvision(t *testing.T) {
 	if f.Kernel == "" {
 		t.Error("no kernel")
 	}
-	if !slices.Equal(f.Packages, []Package{{Name: "base-files", Version: "12.4+deb12u5"}}) {
+	if !slices.Equal(f.Packages, []Package{{Name: "base-files", Version: "12.4+deb12u5", Architecture: "amd64", Source: "base-files", SourceVersion: "12.4+deb12u5"}}) {
 		t.Errorf("packages %v", f.Packages)
 	}
 	r := f.Reset

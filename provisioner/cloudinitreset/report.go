@@ -8,23 +8,21 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 )
 
 // Facts is the JSON written to the facts file; the metadata post-processor
 // embeds it as "guest". Keep the shape stable: fields are only ever added.
+// Its first part is artifactstate.Facts, which the builder hands on in its
+// artifact and the post-processor reads (for the SBOM too).
 type Facts struct {
-	OSRelease        map[string]string `json:"os_release"`         // every key of /etc/os-release
-	Kernel           string            `json:"kernel"`             // uname -r
-	CloudInitVersion string            `json:"cloud_init_version"` // "" when cloud-init is absent
-	Packages         []Package         `json:"packages"`           // installed packages, sorted by name
-	Reset            *Report           `json:"reset"`
+	artifactstate.Facts
+	Reset *Report `json:"reset"`
 }
 
 // Package is one installed package (dpkg-query or rpm).
-type Package struct {
-	Name    string `json:"name"`
-	Version string `json:"version"`
-}
+type Package = artifactstate.Package
 
 // Report is what the reset did (or, with dry_run, would do).
 type Report struct {

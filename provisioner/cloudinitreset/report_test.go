@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
 )
 
 func TestParseApply(t *testing.T) {
@@ -88,10 +90,16 @@ func TestVerdict(t *testing.T) {
 // embeds it, so keys are only ever added.
 func TestFactsJSON(t *testing.T) {
 	f := &Facts{
-		OSRelease:        map[string]string{"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
-		Kernel:           "6.1.0-27-cloud-amd64",
-		CloudInitVersion: "22.4.2",
-		Packages:         []Package{{"base-files", "12.4+deb12u8"}, {"cloud-init", "22.4.2-1"}},
+		Facts: artifactstate.Facts{
+			OSRelease:        map[string]string{"ID": "debian", "VERSION_ID": "12", "PRETTY_NAME": "Debian GNU/Linux 12 (bookworm)"},
+			Kernel:           "6.1.0-27-cloud-amd64",
+			CloudInitVersion: "22.4.2",
+			PackageManager:   artifactstate.PackageManagerDpkg,
+			Packages: []Package{
+				{Name: "base-files", Version: "12.4+deb12u8", Architecture: "amd64", Source: "base-files", SourceVersion: "12.4+deb12u8"},
+				{Name: "cloud-init", Version: "22.4.2-1", Architecture: "all", Source: "cloud-init", SourceVersion: "22.4.2-1"},
+			},
+		},
 		Reset: &Report{
 			User:         "packer",
 			RemovedGroup: "packer",
@@ -120,7 +128,7 @@ func TestFactsJSON(t *testing.T) {
 		t.Errorf("temporary files left: %v", entries)
 	}
 	// Empty lists are [] rather than null.
-	empty := &Facts{OSRelease: map[string]string{}, Packages: []Package{}, Reset: &Report{ChangedFiles: emptyIfNil(nil), RemovedPaths: emptyIfNil(nil), Messages: emptyIfNil(nil), Checks: []Check{}}}
+	empty := &Facts{Facts: artifactstate.Facts{OSRelease: map[string]string{}, Packages: []Package{}}, Reset: &Report{ChangedFiles: emptyIfNil(nil), RemovedPaths: emptyIfNil(nil), Messages: emptyIfNil(nil), Checks: []Check{}}}
 	b, _ = json.Marshal(empty)
 	if strings.Contains(string(b), "null") {
 		t.Errorf("null in %s", b)

@@ -15,9 +15,10 @@ import (
 )
 
 // TestScenarioBasic builds one image through the whole plugin (builder, a
-// shell provisioner writing a marker, the reset, the metadata
-// post-processor with a repository) on Debian 12, checks the metadata and
-// the repository on the host, then boots the output twice at once, each with
+// shell provisioner writing a marker and installing a probe package, the
+// reset, the metadata post-processor with a repository) on Debian 12,
+// checks the metadata, the SBOM (which lists the probe with its version),
+// the provenance and the repository on the host, then boots the output twice at once, each with
 // a seed of its own (user, key, instance-id, hostname, MAC), and checks that
 // each boot is a cloud-init first boot of a clean image: the provisioned
 // marker is there, the build user and its key are not, and machine-id and
@@ -139,7 +140,9 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 	repo := filepath.Join(dir, "repository")
 	imageID := "basic-" + randHex(4)
 	token := "e2e-" + randHex(16)
+	probe := makeProbePackage(t, dir)
 	vars := map[string]string{
+		"probe_deb":    probe.deb,
 		"iso_url":      img,
 		"iso_checksum": "sha256:" + srcSum,
 		"repository":   repo,
@@ -177,8 +180,18 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 			t.Errorf("metadata: guest.reset.hostname %+v, want the build name %s restored from the saved copy", h, buildHostname)
 		}
 	}
+	// The SBOM lists the package the provisioner installed, as the guest's
+	// dpkg knew it.
+	checkProbeInSBOM(t, meta.bom, probe, string(c.orDefault()))
 	idx := checkRepository(t, repo, rel)
 	if e := idx.entry(rel); e != nil {
+		kinds := map[string]string{}
+		for _, sc := range e.Sidecars {
+			kinds[sc.Kind] = sc.Path
+		}
+		if kinds["metadata"] != rel+".metadata.json" || kinds["sbom-cyclonedx"] != rel+".cdx.json" || kinds["provenance"] != rel+".intoto.json" {
+			t.Errorf("index.json: sidecars of %s %+v, want its metadata, SBOM and provenance", rel, e.Sidecars)
+		}
 		if e.Name != "basic" {
 			t.Errorf("index.json: image name %q, want the source name basic", e.Name)
 		}

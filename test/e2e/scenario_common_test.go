@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	cdx "github.com/CycloneDX/cyclonedx-go"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -115,8 +116,9 @@ type scMetadata struct {
 		Name       string `json:"name"`
 		SourceName string `json:"source_name"`
 	} `json:"build"`
-	Labels map[string]string `json:"labels"`
-	Guest  *struct {
+	Labels   map[string]string `json:"labels"`
+	Sidecars []scSidecar       `json:"sidecars"`
+	Guest    *struct {
 		OSRelease map[string]string `json:"os_release"`
 		Packages  []struct {
 			Name    string `json:"name"`
@@ -137,6 +139,8 @@ type scMetadata struct {
 			} `json:"checks"`
 		} `json:"reset"`
 	} `json:"guest"`
+
+	bom *cdx.BOM // the SBOM beside the image (checkDocuments)
 }
 
 // checkMetadata reads <image>.metadata.json and checks it against the image
@@ -201,6 +205,7 @@ func checkMetadata(t testing.TB, image, sourceSHA256 string) *scMetadata {
 	if m.Guest != nil && m.Guest.OSRelease["ID"] != "debian" {
 		t.Errorf("metadata: guest.os_release.ID %q, want debian", m.Guest.OSRelease["ID"])
 	}
+	m.bom = checkDocuments(t, image, sourceSHA256, &m)
 	return &m
 }
 
@@ -234,6 +239,7 @@ type scIndexEntry struct {
 	Size      int64             `json:"size"`
 	Firmware  string            `json:"firmware"`
 	Created   time.Time         `json:"created"`
+	Sidecars  []scSidecar       `json:"sidecars"`
 }
 
 // checkRepository runs `sha256sum -c --strict SHA256SUMS` in repo, checks
@@ -277,6 +283,11 @@ func checkRepository(t testing.TB, repo string, images ...string) *scIndex {
 		}
 		if e.Name == "" {
 			t.Errorf("repository: index.json gives %s no name", rel)
+		}
+		for _, sc := range e.Sidecars {
+			if !regexp.MustCompile(`(?m)^` + sc.SHA256 + ` [ *]` + regexp.QuoteMeta(sc.Path) + `$`).Match(sums) {
+				t.Errorf("repository: SHA256SUMS has no line for %s's %s sidecar %s:\n%s", rel, sc.Kind, sc.Path, sums)
+			}
 		}
 	}
 	return &idx

@@ -71,12 +71,18 @@ for d in "$ROOT"/sys/class/net/*; do
 done
 # cloud-init's version comes from the package list where there is one:
 # starting cloud-init (Python) takes seconds in an emulated guest.
+# The package list is the image's SBOM: name, version, architecture and the
+# source package each was built from, in one dpkg-query.
 if [ -f "$ROOT/var/lib/dpkg/status" ] && command -v dpkg-query >/dev/null 2>&1; then
-	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
+	say "FACT package-manager dpkg"
+	dpkg-query --admindir="$ROOT/var/lib/dpkg" -W -f='PKG\t${Status}\t${Package}\t${Version}\t${Architecture}\t${source:Package}\t${source:Version}\n' 2>/dev/null || say "NOTE dpkg-query failed"
 elif [ -z "$ROOT" ] && command -v rpm >/dev/null 2>&1; then
+	say "FACT package-manager rpm"
 	if command -v cloud-init >/dev/null 2>&1; then
 		say "FACT cloud-init $(cloud-init --version 2>&1 | head -n 1)"
 	fi
-	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\n' 2>/dev/null || say "NOTE rpm -qa failed"
+	rpm -qa --qf 'PKG\tinstalled\t%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n' 2>/dev/null || say "NOTE rpm -qa failed"
+else
+	say "NOTE Warning: the guest has no dpkg-query (nor rpm): no package list is recorded, and the image's SBOM will list no packages"
 fi
 say "DONE $NONCE"

@@ -1,5 +1,6 @@
 # TestScenarioBasic and TestScenarioDebian13: one image through the whole
-# plugin: the builder, a shell provisioner writing a marker, the reset, and
+# plugin: the builder, a shell provisioner writing a marker and installing a
+# probe package, the reset, and
 # the metadata post-processor recording the image in a repository.
 packer {
   required_plugins {
@@ -45,6 +46,11 @@ variable "image_id" {
   description = "Directory of this build's image inside the repository."
 }
 
+variable "probe_deb" {
+  type        = string
+  description = "A .deb the provisioner installs (the SBOM must list it)."
+}
+
 variable "marker_token" {
   type        = string
   description = "Random token written to /etc/cloudimg-e2e-marker."
@@ -64,10 +70,16 @@ source "cloudimg-kvm" "basic" {
 build {
   sources = ["source.cloudimg-kvm.basic"]
 
+  provisioner "file" {
+    source      = var.probe_deb
+    destination = "/tmp/cloudimg-e2e-probe.deb"
+  }
+
   provisioner "shell" {
     inline = [
       "printf '%s\\n' '${var.marker_token}' | sudo -n tee /etc/cloudimg-e2e-marker >/dev/null",
       "sudo -n chmod 0644 /etc/cloudimg-e2e-marker",
+      "sudo -n dpkg -i /tmp/cloudimg-e2e-probe.deb && rm -f /tmp/cloudimg-e2e-probe.deb",
     ]
   }
 
