@@ -16,6 +16,7 @@ const (
 	StateFormat              = "format"
 	StateStartedAt           = "started_at"
 	StateFirmware            = "firmware" // "bios" or "uefi"
+	StateArch                = "arch"     // "amd64" or "arm64" (the config's arch)
 )
 
 // Artifact is the built image.
@@ -48,6 +49,7 @@ func (a *Artifact) State(name string) interface{} {
 			registryimage.SetLabels(map[string]interface{}{
 				"format":                a.state[StateFormat],
 				"firmware":              a.state[StateFirmware],
+				"arch":                  a.state[StateArch],
 				"source_image_checksum": a.state[StateSourceImageChecksum],
 			}),
 		)

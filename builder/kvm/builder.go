@@ -124,6 +124,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 			StateFormat:              cfg.Format,
 			StateStartedAt:           started.UTC().Format(time.RFC3339),
 			StateFirmware:            cfg.Firmware,
+			StateArch:                cfg.Arch,
 		},
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {

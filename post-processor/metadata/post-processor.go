@@ -171,6 +171,9 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		if s, ok := source.State(kvm.StateFirmware).(string); ok {
 			firmware = s
 		}
+		if s, ok := source.State(kvm.StateArch).(string); ok {
+			doc.Image.Arch = s // record keeps it
+		}
 		if s, ok := source.State(kvm.StateStartedAt).(string); ok {
 			if t, err := time.Parse(time.RFC3339, s); err == nil {
 				doc.Build.StartedAt = t
@@ -225,6 +228,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 	}
 	img.Name = c.ImageName
 	img.Firmware = firmware
+	img.Arch = doc.Image.Arch
 	doc.Image = img
 	if err := imagemeta.WriteMetadata(out, &doc); err != nil {
 		return "", fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)

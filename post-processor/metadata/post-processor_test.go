@@ -51,6 +51,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 		kvm.StateGuestFacts:          facts,
 		kvm.StateStartedAt:           "2026-11-26T10:00:00Z",
 		kvm.StateFirmware:            "uefi",
+		kvm.StateArch:                "arm64",
 	}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
@@ -73,7 +74,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" || m.Image.Firmware != "uefi" {
+	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" || m.Image.Firmware != "uefi" || m.Image.Arch != "arm64" {
 		t.Errorf("image = %+v", m.Image)
 	}
 	if len(m.Image.Checksums["sha256"]) != 64 || len(m.Image.Checksums["sha512"]) != 128 {
