@@ -41,4 +41,10 @@ func TestExampleValidates(t *testing.T) {
 	// unknown then), so this must pass offline too.
 	r = runPacker(t, example, "validate", "-var", "repository="+filepath.Join(dir, "repository"), ".")
 	r.mustSucceed(t)
+
+	// With the arm64 source next to the amd64 one (qemu-system-aarch64 and
+	// AAVMF must be there: validation checks for them).
+	r = runPacker(t, example, "validate", "-var", "repository="+filepath.Join(dir, "repository"),
+		"-var", `arches=["amd64","arm64"]`, "-var", "build_production=true", ".")
+	r.mustSucceed(t)
 }

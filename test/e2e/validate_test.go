@@ -44,6 +44,7 @@ func TestValidate(t *testing.T) {
 		{name: "unknown provisioner option", template: "bogus-provisioner.pkr.hcl", vars: common, want: []string{`bogus_option`}},
 		{name: "unknown post-processor option", template: "bogus-post-processor.pkr.hcl", vars: common, want: []string{`bogus_option`}},
 		{name: "wrong builder option type", template: "wrong-type.pkr.hcl", vars: common[:3], want: []string{`\bcpus\b`}},
+		{name: "arm64 with bios firmware", template: "arm64-bios.pkr.hcl", vars: common[:3], want: []string{`firmware: "bios" does not exist for arch = "arm64"`}},
 		{name: "builder without iso_checksum", template: "no-checksum.pkr.hcl", vars: []string{"iso_url", "output_directory"}, want: []string{`iso_checksum`}},
 	}
 	for _, tc := range cases {
