@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// This file is not named scenario_arm64_test.go: the _arm64 suffix would
+// make Go build it on arm64 hosts only.
+
 // TestScenarioARM64 builds an arm64 image from the debian-13-arm64 cell with
 // arch = "arm64" (emulated on an x86 host: TCG, the virt machine, AAVMF),
 // with a shell provisioner, the reset and the metadata post-processor with a
