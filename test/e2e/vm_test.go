@@ -1061,7 +1061,11 @@ func (v *vm) WaitSSH() {
 
 func (v *vm) waitSSH() error {
 	start := time.Now()
-	if _, err := v.connected(sshBootDeadline); err != nil {
+	deadline := sshBootDeadline
+	if v.Arch == "arm64" && v.Accel == "tcg" {
+		deadline *= 2 // emulating arm64 on x86 is slower than x86 on x86
+	}
+	if _, err := v.connected(deadline); err != nil {
 		v.mu.Lock()
 		v.sshErr = err
 		v.mu.Unlock()
