@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// arm64Env enables TestScenarioARM64.
+// arm64Env = 0 leaves TestScenarioARM64 out.
 const arm64Env = "CLOUDIMG_E2E_ARM64"
 
 // This file is not named scenario_arm64_test.go: the _arm64 suffix would
@@ -25,12 +25,12 @@ const arm64Env = "CLOUDIMG_E2E_ARM64"
 // a cloud-init first boot, the build user gone, an aarch64 kernel under UEFI
 // with its console on the PL011.
 //
-// It is skipped unless CLOUDIMG_E2E_ARM64=1 (`make e2e-arm64`): on an x86
-// host the cold arm64 test image and the emulated build and boot do not fit
-// in `make test`'s 60-minute budget beside the rest (figures in the README).
+// It is part of `make test`; CLOUDIMG_E2E_ARM64=0 leaves it out (quick
+// local runs: a cold debian-13-arm64 image takes 18-25 min to build on an x86
+// host, the scenario itself about 2.5 min; figures in the README).
 func TestScenarioARM64(t *testing.T) {
-	if os.Getenv(arm64Env) != "1" {
-		t.Skipf("set %s=1 (make e2e-arm64) to build and boot an arm64 image under emulation: it does not fit in make test's budget", arm64Env)
+	if os.Getenv(arm64Env) == "0" {
+		t.Skipf("%s=0", arm64Env)
 	}
 	tm := newTimings(t)
 	c := debian13ARM64
