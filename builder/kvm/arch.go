@@ -59,8 +59,8 @@ const tcgCPUModel = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
 // Measured on a Debian 13 arm64 guest under TCG on x86 (docs/builders/kvm.mdx,
 // "arm64"): it reached SSH as soon as `max,pauth-impdef=on` (every feature
 // QEMU emulates, with QEMU's cheap pointer authentication) and ran Python
-// about a fifth faster; `cortex-a57` (ARMv8.0: atomics as exclusive
-// load/store loops) reached SSH about 40% later.
+// about a fifth faster; `cortex-a57` (ARMv8.0, without the LSE atomics)
+// reached SSH about 40% later.
 const tcgCPUModelARM64 = "neoverse-n1"
 
 // machineProfiles maps `arch` (Debian's architecture names, as the
