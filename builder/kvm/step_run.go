@@ -214,9 +214,9 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		args = append(args, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
 	}
 	if cfg.Firmware == "uefi" {
-		// A fresh copy of the template, under a work name beside the build
-		// disk; the conversion moves it beside the image.
-		// (padded to the machine's flash size).
+		// A fresh copy of the template (padded to the machine's flash size),
+		// under a work name beside the build disk; the conversion moves it
+		// beside the image.
 		vars := workFile(state.Get("image_path").(string), efivarsSuffix)
 		if err := padFirmware(cfg.EFIFirmwareVars, vars, profile.PflashSize); err != nil {
 			return nil, fmt.Errorf("efi_firmware_vars: copying the UEFI variables: %w", err)
