@@ -107,9 +107,9 @@ type Config struct {
 	// Memory in MiB. Default 1024.
 	Memory int `mapstructure:"memory"`
 	// QEMU CPU model (`-cpu`). Default: `host` with KVM; with TCG for arm64
-	// `neoverse-n1` (the fastest measured here that the guests accept: as
-	// quick to boot as `max,pauth-impdef=on` and faster at Python; set `max`
-	// for a guest that needs newer features such as SVE); with TCG for amd64
+	// `max,pauth-impdef=on` (every feature QEMU emulates, with its cheap
+	// pointer authentication: the fastest measured here, tied with
+	// `neoverse-n1`, ahead of `cortex-a57`); with TCG for amd64
 	// `qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt`, QEMU's default CPU with the
 	// x86-64-v2 features that RHEL 9-family images need. Emulating it is
 	// faster than `max` (every feature QEMU can emulate): measured here, a

@@ -289,7 +289,7 @@ func TestQemuArgsARM64(t *testing.T) {
 	}
 	line := strings.Join(args, " ")
 	for _, want := range []string{
-		"-machine type=virt ", "-cpu neoverse-n1 ", "-device pvpanic-pci",
+		"-machine type=virt ", "-cpu max,pauth-impdef=on ", "-device pvpanic-pci",
 		"-device virtio-scsi-pci,id=scsiseed -drive file=/t/cidata.iso,format=raw,media=cdrom,readonly=on,if=none,id=seed -device scsi-cd,drive=seed,bus=scsiseed.0",
 		"if=pflash,format=raw,unit=0,readonly=on,file=" + filepath.Join(dir, "efi-code.fd"),
 	} {

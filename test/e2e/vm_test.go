@@ -188,7 +188,7 @@ var guestMachines = map[string]guestMachine{
 	},
 	"arm64": {
 		qemu: "qemu-system-aarch64", machine: "virt",
-		tcgCPU: "neoverse-n1", // the builder's default under TCG
+		tcgCPU: "max,pauth-impdef=on", // the builder's default under TCG
 		seedArgs: func(seed string) []string { // virt has no IDE
 			return []string{"-device", "virtio-scsi-pci,id=scsi0",
 				"-drive", "file=" + qemuOpt(seed) + ",if=none,id=seed,media=cdrom,readonly=on,format=raw",
