@@ -6,6 +6,11 @@
 #   packer init .
 #   packer build .                              # development only
 #   packer build -var build_production=true .   # production and development
+#   packer build -var 'arches=["amd64","arm64"]' .  # also the arm64 node image
+#
+# arm64 is built with qemu-system-aarch64 (packages qemu-system-arm and
+# qemu-efi-aarch64): with KVM on an arm64 host, emulated (many times slower)
+# on an x86 one; see the arm64 section of the cloudimg-kvm docs.
 #
 # `make demo` builds it offline on a locally built Debian 12 test image by
 # setting iso_url, iso_checksum and install_packages.
@@ -41,10 +46,16 @@ variable "ubuntu_serial" {
   description = "The Ubuntu 24.04 cloud image serial: current (the newest) or one such as 20241004 to pin it."
 }
 
+variable "arches" {
+  type        = list(string)
+  default     = ["amd64"]
+  description = "Architectures to build the node image for: amd64, arm64 or both."
+}
+
 variable "iso_url" {
   type        = string
   default     = ""
-  description = "Build from this image instead of the one the cloudimg-image data source resolves (a local copy, a mirror)."
+  description = "Build the amd64 image from this image instead of the one the cloudimg-image data source resolves (a local copy, a mirror)."
 }
 
 variable "iso_checksum" {
@@ -79,18 +90,42 @@ data "cloudimg-image" "ubuntu" {
   fallback_serial   = "20241004"
 }
 
+# The same release for arm64. The data source's arch chooses the image only:
+# the source's own arch (below) decides the machine that boots it.
+data "cloudimg-image" "ubuntu_arm64" {
+  distribution = "ubuntu"
+  release      = "noble"
+  arch         = "arm64"
+  serial       = var.ubuntu_serial
+  # Offline: the same dated serial, checked against its SHA256SUMS when built.
+  fallback_url      = "https://cloud-images.ubuntu.com/releases/noble/release-20241004/ubuntu-24.04-server-cloudimg-arm64.img"
+  fallback_checksum = "file:https://cloud-images.ubuntu.com/releases/noble/release-20241004/SHA256SUMS"
+  fallback_serial   = "20241004"
+}
+
 locals {
-  iso_url      = var.iso_url != "" ? var.iso_url : data.cloudimg-image.ubuntu.url
-  iso_checksum = var.iso_url != "" ? var.iso_checksum : data.cloudimg-image.ubuntu.checksum
+  images = {
+    amd64 = {
+      url      = var.iso_url != "" ? var.iso_url : data.cloudimg-image.ubuntu.url
+      checksum = var.iso_url != "" ? var.iso_checksum : data.cloudimg-image.ubuntu.checksum
+    }
+    arm64 = {
+      url      = data.cloudimg-image.ubuntu_arm64.url
+      checksum = data.cloudimg-image.ubuntu_arm64.checksum
+    }
+  }
   image_id = var.image_id != "" ? var.image_id : formatdate("YYYYMMDDhhmmss", timestamp())
   stages   = var.build_production ? ["production", "development"] : ["development"]
+  # One build per stage and architecture, named <stage> for amd64 and
+  # <stage>-arm64 for arm64.
+  builds = { for p in setproduct(local.stages, var.arches) :
+    (p[1] == "amd64" ? p[0] : "${p[0]}-${p[1]}") => { stage = p[0], arch = p[1] }
+  }
   # The Ansible variable files also label the images in the repository.
   stage_vars = { for s in ["production", "development"] : s => yamldecode(file("${path.root}/ansible-provisioner/var-${s}.yaml")) }
 }
 
 source "cloudimg-kvm" "node" {
-  iso_url          = local.iso_url
-  iso_checksum     = local.iso_checksum
   output_directory = "${var.repository}/${local.image_id}"
   disk_size        = "10G"
   cpus             = 2
@@ -99,11 +134,14 @@ source "cloudimg-kvm" "node" {
 
 build {
   dynamic "source" {
-    for_each = local.stages
+    for_each = local.builds
     labels   = ["cloudimg-kvm.node"]
     content {
-      name    = source.value
-      vm_name = "ubuntu-2404-kubernetes-${source.value}.qcow2"
+      name         = source.key
+      vm_name      = "ubuntu-2404-kubernetes-${source.key}.qcow2"
+      arch         = source.value.arch
+      iso_url      = local.images[source.value.arch].url
+      iso_checksum = local.images[source.value.arch].checksum
     }
   }
 
@@ -113,7 +151,7 @@ build {
     # the plugin's SSH proxy only offers ssh-rsa, which current OpenSSH refuses.
     use_proxy = false
     extra_arguments = [
-      "--extra-vars", "@${path.root}/ansible-provisioner/var-${source.name}.yaml",
+      "--extra-vars", "@${path.root}/ansible-provisioner/var-${local.builds[source.name].stage}.yaml",
       "--extra-vars", "install_packages=${var.install_packages}",
     ]
     ansible_env_vars = ["ANSIBLE_HOST_KEY_CHECKING=False"]
@@ -125,12 +163,14 @@ build {
 
   post-processor "cloudimg-metadata" {
     repository = var.repository
-    # One name per stage: the index's "latest" then points to the newest of each.
+    # One name per stage and architecture: the index's "latest" then points
+    # to the newest of each.
     image_name = "ubuntu-2404-kubernetes-${source.name}"
     labels = {
-      stage              = source.name
-      kubernetes_version = local.stage_vars[source.name].kubernetes_version
-      cilium_version     = local.stage_vars[source.name].cilium_version
+      stage              = local.builds[source.name].stage
+      arch               = local.builds[source.name].arch
+      kubernetes_version = local.stage_vars[local.builds[source.name].stage].kubernetes_version
+      cilium_version     = local.stage_vars[local.builds[source.name].stage].cilium_version
     }
   }
 }

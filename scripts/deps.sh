@@ -28,11 +28,16 @@ declare -A need=(
 	[libvirtd]=libvirt-daemon-system
 	[virtlogd]=libvirt-daemon-system
 	[unshare]=util-linux
+	# arm64: the test image's build (foreign binaries through binfmt_misc)
+	# and the emulated arm64 VMs
+	[qemu-aarch64-static]=qemu-user-static
+	[qemu-system-aarch64]=qemu-system-arm
 )
 # files -> package (no command to look for)
 declare -A need_files=(
 	[/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin
 	[/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
+	[/usr/share/AAVMF/AAVMF_CODE.fd]=qemu-efi-aarch64
 	[/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so]=libvirt-daemon-driver-qemu
 )
 

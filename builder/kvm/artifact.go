@@ -42,6 +42,7 @@ func (a *Artifact) State(name string) interface{} {
 				"format":                a.state[artifactstate.Format],
 				"firmware":              a.state[artifactstate.Firmware],
 				"source_image_checksum": a.state[artifactstate.SourceImageChecksum],
+				"arch":                  a.state[artifactstate.Arch],
 			}),
 		)
 		if err != nil {

@@ -126,6 +126,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 			artifactstate.Format:              cfg.Format,
 			artifactstate.StartedAt:           started.UTC().Format(time.RFC3339),
 			artifactstate.Firmware:            cfg.Firmware,
+			artifactstate.Arch:                cfg.Arch,
 		},
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {

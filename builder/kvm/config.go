@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -93,11 +94,29 @@ type Config struct {
 	// keeps needing the backing file, otherwise the conversion flattens it.
 	UseBackingFile bool `mapstructure:"use_backing_file"`
 
+	// Architecture of the guest: `amd64` or `arm64` (Debian's names, as the
+	// `cloudimg-image` data source's `arch`). Default: the host's. It picks
+	// the machine profile: for `amd64` `qemu-system-x86_64` with machine
+	// `pc`, BIOS or UEFI (OVMF, package `ovmf`), the seed on an IDE CD-ROM
+	// and the serial console on the first 16550 UART (`ttyS0`); for `arm64`
+	// `qemu-system-aarch64` (package `qemu-system-arm`) with machine `virt`,
+	// UEFI only (AAVMF, package `qemu-efi-aarch64`: the code and a per-build
+	// copy of the variables, padded to the 64 MiB the `virt` flash needs),
+	// the seed on a virtio-scsi CD-ROM and the serial console on the PL011
+	// UART (`ttyAMA0`). KVM runs only guests of the host's architecture: an
+	// `arm64` build on an x86 host is emulated (TCG, slow; see the arm64
+	// section of the docs). The data source's `arch` does not set this one;
+	// pass it yourself (`arch = data.cloudimg-image.x.arch` or the same
+	// variable for both).
+	Arch string `mapstructure:"arch"`
 	// Number of virtual CPUs. Default 2.
 	CPUs int `mapstructure:"cpus"`
 	// Memory in MiB. Default 1024.
 	Memory int `mapstructure:"memory"`
-	// QEMU CPU model (`-cpu`). Default: `host` with KVM; with TCG
+	// QEMU CPU model (`-cpu`). Default: `host` with KVM; with TCG for arm64
+	// `max,pauth-impdef=on` (every feature QEMU emulates, with its cheap
+	// pointer authentication: the fastest measured here, tied with
+	// `neoverse-n1`, ahead of `cortex-a57`); with TCG for amd64
 	// `qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt`, QEMU's default CPU with the
 	// x86-64-v2 features that RHEL 9-family images need. Emulating it is
 	// faster than `max` (every feature QEMU can emulate): measured here, a
@@ -106,14 +125,16 @@ type Config struct {
 	// RHEL 10), or an Intel model only with care: the guest kernel then
 	// turns on Meltdown page-table isolation, which is slow to emulate.
 	CPUModel string `mapstructure:"cpu_model"`
-	// QEMU machine type. Default `pc`.
+	// QEMU machine type. Default `pc` (amd64) or `virt` (arm64).
 	MachineType string `mapstructure:"machine_type"`
-	// `auto` (default): KVM when /dev/kvm opens read-write and the CPU shows
-	// vmx or svm, otherwise TCG (software emulation, many times slower) with a
+	// `auto` (default): KVM when the guest's `arch` is the host's and KVM
+	// really works (/dev/kvm opens read-write, and on x86 the CPU shows vmx
+	// or svm, on arm64 /dev/kvm creates a VM), otherwise TCG (software emulation, many times slower) with a
 	// message saying so. `kvm` fails with the reason when KVM is unusable;
 	// `tcg` forces emulation; `hvf`, `whpx` and `none` are passed to QEMU.
 	Accelerator string `mapstructure:"accelerator"`
-	// QEMU binary. Default `qemu-system-x86_64`.
+	// QEMU binary. Default `qemu-system-x86_64` (amd64) or
+	// `qemu-system-aarch64` (arm64); validation fails when it is not found.
 	QemuBinary string `mapstructure:"qemu_binary"`
 	// qemu-img binary. Default `qemu-img`.
 	QemuImgBinary string `mapstructure:"qemu_img_binary"`
@@ -134,16 +155,17 @@ type Config struct {
 	HostPortMin int `mapstructure:"host_port_min"`
 	// Highest host port for the SSH forward. Default 4444.
 	HostPortMax int `mapstructure:"host_port_max"`
-	// `bios` (default) or `uefi`. With `uefi` the source image needs an EFI
+	// `bios` (default for amd64) or `uefi` (the only one, and the default,
+	// for arm64). With `uefi` the source image needs an EFI
 	// system partition with a bootloader at the removable-media path
-	// (`EFI/BOOT/BOOTX64.EFI`), as the official Ubuntu and Debian cloud
+	// (`EFI/BOOT/BOOTX64.EFI`, arm64: `EFI/BOOT/BOOTAA64.EFI`), as the official Ubuntu and Debian cloud
 	// images have. A new VM boots the image with fresh OVMF variables; the
 	// build's own variables (boot entries for the build's devices, anything
 	// the provisioners set) are delivered beside the image as
 	// `<vm_name>.efivars.fd` (in the artifact's files).
 	Firmware string `mapstructure:"firmware"`
-	// OVMF code image for `firmware = "uefi"`. Default: the first of the
-	// usual Debian/Ubuntu/Fedora paths that exists.
+	// OVMF code image for `firmware = "uefi"` (arm64: AAVMF). Default: the
+	// first of the usual Debian/Ubuntu/Fedora paths that exists.
 	EFIFirmwareCode string `mapstructure:"efi_firmware_code"`
 	// OVMF variables template for `firmware = "uefi"`; copied per build and
 	// delivered beside the image. Default: found like `efi_firmware_code`.
@@ -331,8 +353,16 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	if c.Memory < 128 {
 		add("memory: %d MiB is too little for a cloud image; use at least 512", c.Memory)
 	}
+	if c.Arch == "" {
+		c.Arch = defaultArch()
+	}
+	profile, ok := machineProfiles[c.Arch]
+	if !ok {
+		add("arch: %q is not one of %s", c.Arch, archNames())
+		profile = machineProfiles["amd64"]
+	}
 	if c.MachineType == "" {
-		c.MachineType = "pc"
+		c.MachineType = profile.MachineType
 	}
 	if c.Accelerator == "" {
 		c.Accelerator = "auto"
@@ -341,7 +371,10 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 		add("accelerator: %q is not one of auto, kvm, tcg, hvf, whpx, none", c.Accelerator)
 	}
 	if c.QemuBinary == "" {
-		c.QemuBinary = "qemu-system-x86_64"
+		c.QemuBinary = profile.QemuBinary
+		if _, err := exec.LookPath(c.QemuBinary); err != nil {
+			add("qemu_binary: arch = %q needs %s, which is not installed: install it (apt-get install %s) or set qemu_binary", c.Arch, c.QemuBinary, profile.QemuPackage)
+		}
 	}
 	if c.QemuImgBinary == "" {
 		c.QemuImgBinary = "qemu-img"
@@ -369,19 +402,22 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 		add("host_port_min/host_port_max: %d..%d is not a valid port range", c.HostPortMin, c.HostPortMax)
 	}
 	if c.Firmware == "" {
-		c.Firmware = "bios"
+		c.Firmware = profile.DefaultFirmware
 	}
 	switch c.Firmware {
 	case "bios":
+		if !profile.BIOS {
+			add("firmware: \"bios\" does not exist for arch = %q, which boots UEFI only: use firmware = \"uefi\" (its default)", c.Arch)
+		}
 	case "uefi":
 		if c.EFIFirmwareCode == "" {
-			c.EFIFirmwareCode = firstExisting(ovmfCodePaths)
+			c.EFIFirmwareCode = firstExisting(profile.EFICode)
 		}
 		if c.EFIFirmwareVars == "" {
-			c.EFIFirmwareVars = firstExisting(ovmfVarsPaths)
+			c.EFIFirmwareVars = firstExisting(profile.EFIVars)
 		}
 		if c.EFIFirmwareCode == "" || c.EFIFirmwareVars == "" {
-			add("firmware: \"uefi\" needs OVMF: install it (apt-get install ovmf) or set efi_firmware_code and efi_firmware_vars")
+			add("firmware: \"uefi\" for arch = %q needs its UEFI firmware: install it (apt-get install %s) or set efi_firmware_code and efi_firmware_vars", c.Arch, profile.EFIPackage)
 		}
 	default:
 		add("firmware: %q is not one of bios, uefi", c.Firmware)
@@ -471,11 +507,6 @@ func (c *Config) legacySeedCheck() ([]string, error) {
 	return []string{"cd_label = \"cidata\" with cd_content/cd_files: cloudimg-kvm generates the seed itself and merges these files into it; " +
 		"prefer user_data/user_data_file, network_config/network_config_file, meta_data and vendor_data, and drop any password and the cloud-init wait provisioner"}, nil
 }
-
-var (
-	ovmfCodePaths = []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/edk2/ovmf/OVMF_CODE.fd", "/usr/share/qemu/OVMF_CODE.fd"}
-	ovmfVarsPaths = []string{"/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd", "/usr/share/edk2/ovmf/OVMF_VARS.fd", "/usr/share/qemu/OVMF_VARS.fd"}
-)
 
 // unknownValue is what Packer passes for a value it cannot know yet: an
 // output of a data source during `packer validate`.

@@ -96,6 +96,7 @@ type FlatConfig struct {
 	SkipCompaction            *bool             `mapstructure:"skip_compaction" cty:"skip_compaction" hcl:"skip_compaction"`
 	SkipResizeDisk            *bool             `mapstructure:"skip_resize_disk" cty:"skip_resize_disk" hcl:"skip_resize_disk"`
 	UseBackingFile            *bool             `mapstructure:"use_backing_file" cty:"use_backing_file" hcl:"use_backing_file"`
+	Arch                      *string           `mapstructure:"arch" cty:"arch" hcl:"arch"`
 	CPUs                      *int              `mapstructure:"cpus" cty:"cpus" hcl:"cpus"`
 	Memory                    *int              `mapstructure:"memory" cty:"memory" hcl:"memory"`
 	CPUModel                  *string           `mapstructure:"cpu_model" cty:"cpu_model" hcl:"cpu_model"`
@@ -225,6 +226,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"skip_compaction":              &hcldec.AttrSpec{Name: "skip_compaction", Type: cty.Bool, Required: false},
 		"skip_resize_disk":             &hcldec.AttrSpec{Name: "skip_resize_disk", Type: cty.Bool, Required: false},
 		"use_backing_file":             &hcldec.AttrSpec{Name: "use_backing_file", Type: cty.Bool, Required: false},
+		"arch":                         &hcldec.AttrSpec{Name: "arch", Type: cty.String, Required: false},
 		"cpus":                         &hcldec.AttrSpec{Name: "cpus", Type: cty.Number, Required: false},
 		"memory":                       &hcldec.AttrSpec{Name: "memory", Type: cty.Number, Required: false},
 		"cpu_model":                    &hcldec.AttrSpec{Name: "cpu_model", Type: cty.String, Required: false},

@@ -184,19 +184,89 @@ func TestKVMUsable(t *testing.T) {
 	without := filepath.Join(dir, "cpuinfo")
 	os.WriteFile(without, []byte("processor\t: 0\nflags\t\t: fpu vme sse hypervisor\n"), 0o644)
 
-	if a, _, err := chooseAccelerator("auto", dev, withVMX); err != nil || a != "kvm" {
+	if a, _, err := chooseAccelerator("auto", "amd64", "amd64", dev, withVMX); err != nil || a != "kvm" {
 		t.Errorf("auto with vmx: %s %v", a, err)
 	}
-	if a, notice, err := chooseAccelerator("auto", dev, without); err != nil || a != "tcg" || !strings.Contains(notice, "vmx") {
+	if a, notice, err := chooseAccelerator("auto", "amd64", "amd64", dev, without); err != nil || a != "tcg" || !strings.Contains(notice, "vmx") {
 		t.Errorf("auto without vmx: %s %q %v", a, notice, err)
 	}
-	if a, notice, _ := chooseAccelerator("auto", filepath.Join(dir, "missing"), withVMX); a != "tcg" || !strings.Contains(notice, "kvm") {
+	if a, notice, _ := chooseAccelerator("auto", "amd64", "amd64", filepath.Join(dir, "missing"), withVMX); a != "tcg" || !strings.Contains(notice, "kvm") {
 		t.Errorf("auto without /dev/kvm: %s %q", a, notice)
 	}
-	if _, _, err := chooseAccelerator("kvm", dev, without); err == nil || !strings.Contains(err.Error(), "accelerator") {
+	if _, _, err := chooseAccelerator("kvm", "amd64", "amd64", dev, without); err == nil || !strings.Contains(err.Error(), "accelerator") {
 		t.Errorf("kvm without vmx: %v", err)
 	}
-	if a, _, _ := chooseAccelerator("tcg", dev, withVMX); a != "tcg" {
+	if a, _, _ := chooseAccelerator("tcg", "amd64", "amd64", dev, withVMX); a != "tcg" {
 		t.Errorf("tcg: %s", a)
+	}
+	// arm64 on an x86 host: always emulated, whatever /dev/kvm says.
+	if a, notice, err := chooseAccelerator("auto", "arm64", "amd64", dev, withVMX); err != nil || a != "tcg" || !strings.Contains(notice, "host's architecture") {
+		t.Errorf("auto, arm64 guest on amd64: %s %q %v", a, notice, err)
+	}
+	if _, _, err := chooseAccelerator("kvm", "arm64", "amd64", dev, withVMX); err == nil || !strings.Contains(err.Error(), "arm64") {
+		t.Errorf("kvm, arm64 guest on amd64: %v", err)
+	}
+	// arm64 host: no CPU flag to read; a /dev/kvm that cannot create a VM
+	// (here a plain file: the ioctl fails) means TCG.
+	if a, notice, err := chooseAccelerator("auto", "arm64", "arm64", dev, without); err != nil || a != "tcg" || !strings.Contains(notice, "does not create a VM") {
+		t.Errorf("auto, arm64 host without a working /dev/kvm: %s %q %v", a, notice, err)
+	}
+}
+
+func TestArchProfiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "code.fd")
+	os.WriteFile(good, []byte("code"), 0o644)
+	base := map[string]interface{}{"iso_url": "https://example.com/x.qcow2", "iso_checksum": "none", "packer_build_name": "test"}
+	prepare := func(extra map[string]interface{}) (*Config, error) {
+		var c Config
+		_, err := c.Prepare(base, extra)
+		return &c, err
+	}
+	c, err := prepare(map[string]interface{}{"arch": "arm64", "efi_firmware_code": good, "efi_firmware_vars": good, "qemu_binary": "true"})
+	if err != nil {
+		t.Fatalf("arm64: %v", err)
+	}
+	if c.Firmware != "uefi" || c.MachineType != "virt" {
+		t.Errorf("arm64 defaults: firmware %q machine %q, want uefi virt", c.Firmware, c.MachineType)
+	}
+	if _, err := prepare(map[string]interface{}{"arch": "arm64", "firmware": "bios", "qemu_binary": "true"}); err == nil ||
+		!strings.Contains(err.Error(), `firmware: "bios"`) || !strings.Contains(err.Error(), "arm64") {
+		t.Errorf("arm64 with bios: %v", err)
+	}
+	if _, err := prepare(map[string]interface{}{"arch": "riscv64"}); err == nil || !strings.Contains(err.Error(), `arch: "riscv64"`) {
+		t.Errorf("unknown arch: %v", err)
+	}
+	// Missing packages are named (PATH without QEMU; firmware paths absent).
+	t.Setenv("PATH", dir)
+	saved := machineProfiles["arm64"]
+	p := saved
+	p.EFICode, p.EFIVars = []string{filepath.Join(dir, "none")}, []string{filepath.Join(dir, "none")}
+	machineProfiles["arm64"] = p
+	defer func() { machineProfiles["arm64"] = saved }()
+	_, err = prepare(map[string]interface{}{"arch": "arm64"})
+	if err == nil || !strings.Contains(err.Error(), "qemu_binary") || !strings.Contains(err.Error(), "apt-get install qemu-system-arm") ||
+		!strings.Contains(err.Error(), "apt-get install qemu-efi-aarch64") {
+		t.Errorf("arm64 without QEMU and AAVMF: %v", err)
+	}
+}
+
+func TestPadFirmware(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "QEMU_EFI.fd")
+	os.WriteFile(src, []byte("firmware"), 0o644)
+	dst := filepath.Join(dir, "padded.fd")
+	if err := padFirmware(src, dst, 4096); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(dst)
+	if len(b) != 4096 || string(b[:8]) != "firmware" || b[4095] != 0 {
+		t.Errorf("padded copy: %d bytes, starts %q", len(b), b[:8])
+	}
+	if short, _ := needsPadding(dst, 4096); short {
+		t.Error("a padded file still needs padding")
+	}
+	if err := padFirmware(src, dst, 4); err == nil {
+		t.Error("a firmware larger than the flash was accepted")
 	}
 }

@@ -31,7 +31,7 @@ func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.S
 	driver := state.Get("driver").(Driver)
 	ui := state.Get("ui").(packersdk.Ui)
 
-	accel, notice, err := chooseAccelerator(cfg.Accelerator, "/dev/kvm", "/proc/cpuinfo")
+	accel, notice, err := chooseAccelerator(cfg.Accelerator, cfg.Arch, hostArch(), "/dev/kvm", "/proc/cpuinfo")
 	if err != nil {
 		return halt(state, err)
 	}
@@ -150,11 +150,6 @@ func (s *stepRun) Cleanup(state multistep.StateBag) {
 	}
 }
 
-// tcgCPUModel is the CPU emulated by default: QEMU's qemu64 (AMD, so no
-// Meltdown page-table isolation in the guest) plus the x86-64-v2 features.
-// `max` costs more to emulate (see cpu_model).
-const tcgCPUModel = "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt"
-
 // qemuArgs is QEMU's command line. qemuargs are appended: they add to the
 // builder's arguments and never replace them.
 func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, qmp string) ([]string, error) {
@@ -162,6 +157,7 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	seed := state.Get("seed_path").(string)
 	mac := state.Get("mac").(string)
 	serial := state.Get("serial_log").(string)
+	profile := machineProfiles[cfg.Arch]
 
 	cpu := cfg.CPUModel
 	switch {
@@ -169,7 +165,7 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	case accel == "kvm":
 		cpu = "host"
 	default:
-		cpu = tcgCPUModel
+		cpu = profile.TCGCPU
 	}
 	args := []string{
 		"-name", optValue(cfg.VMName),
@@ -198,32 +194,46 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 	case "scsi", "virtio-scsi":
 		args = append(args, "-device", "virtio-scsi-pci,id=scsi0", "-drive", driveOpts+",if=none,id=disk0", "-device", "scsi-hd,drive=disk0,bus=scsi0.0")
 	}
-	args = append(args, "-drive", "file="+optValue(seed)+",format=raw,media=cdrom,readonly=on,if=ide")
+	seedDrive := "file=" + optValue(seed) + ",format=raw,media=cdrom,readonly=on"
+	if profile.SeedBus == "scsi" {
+		// No IDE on the machine: a CD-ROM on its own virtio-scsi controller.
+		args = append(args, "-device", "virtio-scsi-pci,id=scsiseed", "-drive", seedDrive+",if=none,id=seed",
+			"-device", "scsi-cd,drive=seed,bus=scsiseed.0")
+	} else {
+		args = append(args, "-drive", seedDrive+",if=ide")
+	}
 	args = append(args,
 		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:%d", sshPort, cfg.Comm.SSHPort),
 		"-device", fmt.Sprintf("%s,netdev=net0,mac=%s", cfg.NetDevice, mac),
 	)
 	// A kernel panic is then an event (GUEST_PANICKED) for the watcher.
-	if strings.HasPrefix(cfg.MachineType, "pc") || strings.HasPrefix(cfg.MachineType, "q35") {
-		args = append(args, "-device", "pvpanic")
+	if profile.hasPanicDevice(cfg.MachineType) {
+		args = append(args, "-device", profile.PanicDevice)
 	}
 	if !cfg.DisableRNG {
 		args = append(args, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
 	}
 	if cfg.Firmware == "uefi" {
-		// A fresh copy of the template, under a work name beside the build
-		// disk; the conversion moves it beside the image.
+		// A fresh copy of the template (padded to the machine's flash size),
+		// under a work name beside the build disk; the conversion moves it
+		// beside the image.
 		vars := workFile(state.Get("image_path").(string), efivarsSuffix)
-		b, err := os.ReadFile(cfg.EFIFirmwareVars)
-		if err != nil {
-			return nil, fmt.Errorf("efi_firmware_vars: %w", err)
-		}
-		if err := os.WriteFile(vars, b, 0o644); err != nil {
-			return nil, fmt.Errorf("copying the UEFI variables: %w", err)
+		if err := padFirmware(cfg.EFIFirmwareVars, vars, profile.PflashSize); err != nil {
+			return nil, fmt.Errorf("efi_firmware_vars: copying the UEFI variables: %w", err)
 		}
 		state.Put("efivars_work", vars)
+		code := cfg.EFIFirmwareCode
+		if short, err := needsPadding(code, profile.PflashSize); err != nil {
+			return nil, fmt.Errorf("efi_firmware_code: %w", err)
+		} else if short {
+			// e.g. Debian's QEMU_EFI.fd (2 MiB): a padded copy in the temp dir.
+			code = filepath.Join(state.Get("temp_dir").(string), "efi-code.fd")
+			if err := padFirmware(cfg.EFIFirmwareCode, code, profile.PflashSize); err != nil {
+				return nil, fmt.Errorf("efi_firmware_code: %w", err)
+			}
+		}
 		args = append(args,
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(cfg.EFIFirmwareCode),
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(code),
 			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(vars))
 	}
 	for _, a := range cfg.QemuArgs {

@@ -216,7 +216,7 @@ func TestShutdownByQMPAndTimeout(t *testing.T) {
 }
 
 func TestQemuArgs(t *testing.T) {
-	cfg := &Config{VMName: "vm", MachineType: "pc", CPUs: 2, Memory: 1024, DiskCache: "unsafe", DiskDiscard: "unmap",
+	cfg := &Config{VMName: "vm", Arch: "amd64", MachineType: "pc", CPUs: 2, Memory: 1024, DiskCache: "unsafe", DiskDiscard: "unmap",
 		DiskInterface: "virtio", NetDevice: "virtio-net-pci", QemuArgs: [][]string{{"-device", "virtio-balloon"}}}
 	cfg.Comm.SSHPort = 22
 	state := stepState(t, cfg, nil)
@@ -291,6 +291,46 @@ func TestConvertArgs(t *testing.T) {
 		got := strings.Join(convertArgs("disk", "qcow2", "out", c.Format, c.convertOptions()), " ")
 		if got != tc.want {
 			t.Errorf("%v:\n got %s\nwant %s", tc.set, got, tc.want)
+		}
+	}
+}
+
+func TestQemuArgsARM64(t *testing.T) {
+	dir := t.TempDir()
+	code := filepath.Join(dir, "QEMU_EFI.fd") // short: gets a padded copy
+	os.WriteFile(code, []byte("code"), 0o644)
+	vars := filepath.Join(dir, "vars.fd")
+	os.WriteFile(vars, []byte("vars"), 0o644)
+	cfg := &Config{VMName: "vm", Arch: "arm64", MachineType: "virt", CPUs: 2, Memory: 1024, DiskCache: "unsafe", DiskDiscard: "unmap",
+		DiskInterface: "virtio", NetDevice: "virtio-net-pci", Firmware: "uefi", EFIFirmwareCode: code, EFIFirmwareVars: vars}
+	cfg.Comm.SSHPort = 22
+	state := stepState(t, cfg, nil)
+	state.Put("disk_path", filepath.Join(dir, "disk.qcow2"))
+	state.Put("image_path", filepath.Join(dir, "image.qcow2"))
+	state.Put("temp_dir", dir)
+	state.Put("seed_path", "/t/cidata.iso")
+	state.Put("mac", "52:54:00:aa:bb:cc")
+	state.Put("serial_log", "/t/serial.log")
+	args, err := qemuArgs(cfg, state, "tcg", 2345, "/t/qmp.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := strings.Join(args, " ")
+	for _, want := range []string{
+		"-machine type=virt ", "-cpu max,pauth-impdef=on ", "-device pvpanic-pci",
+		"-device virtio-scsi-pci,id=scsiseed -drive file=/t/cidata.iso,format=raw,media=cdrom,readonly=on,if=none,id=seed -device scsi-cd,drive=seed,bus=scsiseed.0",
+		"if=pflash,format=raw,unit=0,readonly=on,file=" + filepath.Join(dir, "efi-code.fd"),
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("arm64 qemu args lack %q:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, "if=ide") || strings.Contains(line, "-device pvpanic ") {
+		t.Errorf("arm64 qemu args use a device the virt machine lacks:\n%s", line)
+	}
+	for _, f := range []string{filepath.Join(dir, "efi-code.fd"), state.Get("efivars_work").(string)} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() != 64<<20 {
+			t.Errorf("%s: not padded to 64 MiB: %v", f, err)
 		}
 	}
 }

@@ -47,7 +47,9 @@ type Config struct {
 	// as it is.
 	Release string `mapstructure:"release" required:"true"`
 	// The architecture: `amd64` (default) or `arm64`; `x86_64` and
-	// `aarch64` are accepted too.
+	// `aarch64` are accepted too. It chooses the image only: the
+	// `cloudimg-kvm` builder's own `arch` (default: the host's) decides what
+	// machine boots it, so set both, e.g. from one variable.
 	Arch string `mapstructure:"arch"`
 	// The serial: `current` (default) or its synonym `latest` for the
 	// newest one in the index, or an exact serial to pin, such as `20241004`

@@ -34,6 +34,9 @@ const (
 	StartedAt = "started_at"
 	// Firmware is "bios" or "uefi".
 	Firmware = "firmware"
+	// Arch is the guest architecture the image is for, in Debian's terms:
+	// "amd64" or "arm64".
+	Arch = "arch"
 )
 
 // Stater is the part of packersdk.Artifact this package reads.

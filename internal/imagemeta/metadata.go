@@ -58,6 +58,9 @@ type Image struct {
 	// Firmware is what the image boots with, "bios" or "uefi", when the
 	// builder says so.
 	Firmware string `json:"firmware,omitempty"`
+	// Arch is the architecture the image runs on, in Debian's names
+	// ("amd64", "arm64"), when the builder says so.
+	Arch string `json:"arch,omitempty"`
 }
 
 // Source is the input image of the build.

@@ -89,6 +89,9 @@ func resolveCases(t *testing.T) []struct {
 		{"debian trixie", debianMirror, Query{Distribution: "debian", Release: "trixie"}, want{
 			"trixie/20250820-2212/debian-13-genericcloud-amd64-20250820-2212.qcow2",
 			"sha512:" + sumOf(t, "debian/trixie-20250820-2212.SHA512SUMS", "debian-13-genericcloud-amd64-20250820-2212.qcow2"), "20250820-2212", "trixie/20250820-2212/SHA512SUMS"}},
+		{"debian trixie genericcloud arm64, like the e2e arm64 cell", debianMirror, Query{Distribution: "debian", Release: "trixie", Arch: "arm64"}, want{
+			"trixie/20250820-2212/debian-13-genericcloud-arm64-20250820-2212.qcow2",
+			"sha512:" + sumOf(t, "debian/trixie-20250820-2212.SHA512SUMS", "debian-13-genericcloud-arm64-20250820-2212.qcow2"), "20250820-2212", "trixie/20250820-2212/SHA512SUMS"}},
 		{"debian backports", debianMirror, Query{Distribution: "debian", Release: "bookworm-backports"}, want{
 			"bookworm-backports/20241004-1894/debian-12-backports-genericcloud-amd64-20241004-1894.qcow2",
 			"sha512:" + sumOf(t, "debian/bookworm-backports-20241004-1894.SHA512SUMS", "debian-12-backports-genericcloud-amd64-20241004-1894.qcow2"), "20241004-1894", "bookworm-backports/20241004-1894/SHA512SUMS"}},

@@ -218,6 +218,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		}
 		doc.Source = src
 	}
+	doc.Image.Arch = artifactstate.String(source, artifactstate.Arch) // record keeps it
 	var facts *artifactstate.Facts
 	if s := artifactstate.String(source, artifactstate.GuestFacts); s != "" {
 		f, err := artifactstate.ParseFacts(s)
@@ -289,6 +290,7 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 	}
 	img.Name = c.ImageName
 	img.Firmware = firmware
+	img.Arch = doc.Image.Arch
 	doc.Image = img
 
 	// The documents about the image, each beside it.

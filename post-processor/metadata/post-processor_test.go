@@ -61,6 +61,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 		artifactstate.GuestFacts:          facts,
 		artifactstate.StartedAt:           "2026-11-26T10:00:00Z",
 		artifactstate.Firmware:            "uefi",
+		artifactstate.Arch:                "arm64",
 	}}
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
@@ -83,7 +84,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" || m.Image.Firmware != "uefi" {
+	if m.Image.VirtualSizeBytes != 3<<30 || m.Image.Format != "qcow2" || m.Image.Path != "node.qcow2" || m.Image.Firmware != "uefi" || m.Image.Arch != "arm64" {
 		t.Errorf("image = %+v", m.Image)
 	}
 	if len(m.Image.Checksums["sha256"]) != 64 || len(m.Image.Checksums["sha512"]) != 128 {

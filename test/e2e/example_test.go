@@ -56,4 +56,9 @@ func TestExampleValidates(t *testing.T) {
 		r = runPacker(t, chained, append([]string{"validate"}, args...)...)
 		r.mustSucceed(t)
 	}
+	// With the arm64 source next to the amd64 one (qemu-system-aarch64 and
+	// AAVMF must be there: validation checks for them).
+	r = runPacker(t, example, "validate", "-var", "repository="+filepath.Join(dir, "repository"),
+		"-var", `arches=["amd64","arm64"]`, "-var", "build_production=true", ".")
+	r.mustSucceed(t)
 }

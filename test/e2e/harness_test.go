@@ -14,11 +14,15 @@
 // Environment:
 //
 //	CLOUDIMG_E2E=1        required; without it the suite skips itself
-//	CLOUDIMG_E2E_IMAGE_DEBIAN_12, CLOUDIMG_E2E_IMAGE_DEBIAN_13
+//	CLOUDIMG_E2E_IMAGE_DEBIAN_12, CLOUDIMG_E2E_IMAGE_DEBIAN_13,
+//	CLOUDIMG_E2E_IMAGE_DEBIAN_13_ARM64
 //	                      use this qcow2 as the cell's test image instead of
 //	                      building it with test/e2e/image/build.sh CELL
 //	CLOUDIMG_E2E_CELL     run every scenario on this cell (debian-12 or
-//	                      debian-13) instead of the one it names
+//	                      debian-13) instead of the one it names (scenarios
+//	                      of another architecture keep their own cell)
+//	CLOUDIMG_E2E_ARM64=0  leave TestScenarioARM64 out (its cold test image
+//	                      takes 18-25 min to build on an x86 host)
 //	CLOUDIMG_E2E_SSH_DEADLINE  how long bootVM waits for a login after a
 //	                      boot (Go duration, default 10m; raise it on a
 //	                      crowded host, where TCG guests slow down a lot)
@@ -258,12 +262,25 @@ const (
 	// cloud-init 25.1 (status exits 2 on recoverable errors) and ds-identify:
 	// the layout of Debian's genericcloud images and of Ubuntu 24.04.
 	debian13 cell = "debian-13"
+	// debian13ARM64 is the debian-13 recipe for arm64: UEFI only (GPT,
+	// BOOTAA64.EFI), console on the PL011 (ttyAMA0), booted on QEMU's virt
+	// machine, emulated on x86 hosts.
+	debian13ARM64 cell = "debian-13-arm64"
 )
 
-// orDefault is c, or CLOUDIMG_E2E_CELL when that is set.
+// arch is the cell's architecture (a guestMachines key).
+func (c cell) arch() string {
+	if strings.HasSuffix(string(c), "-arm64") {
+		return "arm64"
+	}
+	return "amd64"
+}
+
+// orDefault is c, or CLOUDIMG_E2E_CELL when that is set and of the same
+// architecture (an arm64 scenario stays on its arm64 cell, and the other way round).
 func (c cell) orDefault() cell {
-	if e := os.Getenv("CLOUDIMG_E2E_CELL"); e != "" {
-		return cell(e)
+	if e := cell(os.Getenv("CLOUDIMG_E2E_CELL")); e != "" && e.arch() == c.arch() {
+		return e
 	}
 	return c
 }

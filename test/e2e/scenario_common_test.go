@@ -107,6 +107,7 @@ type scMetadata struct {
 		SizeBytes int64             `json:"size_bytes"`
 		Checksums map[string]string `json:"checksums"`
 		Firmware  string            `json:"firmware"`
+		Arch      string            `json:"arch"`
 	} `json:"image"`
 	Source *struct {
 		URL      string `json:"url"`

@@ -45,6 +45,7 @@ func TestValidate(t *testing.T) {
 		{name: "unknown post-processor option", template: "bogus-post-processor.pkr.hcl", vars: common, want: []string{`bogus_option`}},
 		{name: "wrong builder option type", template: "wrong-type.pkr.hcl", vars: common[:3], want: []string{`\bcpus\b`}},
 		{name: "unknown disk_compression_type", template: "bad-compression-type.pkr.hcl", vars: common[:3], want: []string{`disk_compression_type: "xz" is not one of zstd, zlib`}},
+		{name: "arm64 with bios firmware", template: "arm64-bios.pkr.hcl", vars: common[:3], want: []string{`firmware: "bios" does not exist for arch = "arm64"`}},
 		{name: "builder without iso_checksum", template: "no-checksum.pkr.hcl", vars: []string{"iso_url", "output_directory"}, want: []string{`iso_checksum`}},
 	}
 	for _, tc := range cases {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -153,11 +154,70 @@ type vmOptions struct {
 	// UEFI boots with UEFI firmware (OVMF) instead of the BIOS, with fresh
 	// UEFI variables, as a new VM made from the image starts.
 	UEFI bool
+	// Arch is the guest's architecture, a key of guestMachines: "amd64"
+	// (default) or "arm64" (always UEFI; emulated unless the host is arm64).
+	Arch string
 	// Machine is the libvirt machine type of a seedVirtInstall VM: default
 	// "q35", what virt-install picks for a current Linux. "pc" (i440fx: an
 	// IDE CD-ROM) for guest kernels without SATA AHCI, such as Debian 12's
 	// cloud kernel, which cannot read virt-install's seed on q35.
 	Machine string
+}
+
+// guestMachine is how the harness boots a guest of one architecture: the one
+// place that knows QEMU's binary, machine, CPU, seed device and firmware per
+// arch (the builder's own table is builder/kvm's machineProfiles).
+type guestMachine struct {
+	qemu    string
+	machine string
+	tcgCPU  string // -cpu under TCG (KVM: host)
+	// seedArgs attaches the seed ISO as a CD-ROM.
+	seedArgs func(seed string) []string
+	// uefi is the firmware when the machine boots only UEFI (nil: BIOS
+	// unless vmOptions.UEFI).
+	uefi func(t testing.TB) (code, vars string)
+}
+
+var guestMachines = map[string]guestMachine{
+	"amd64": {
+		qemu: "qemu-system-x86_64", machine: "pc",
+		tcgCPU: "qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt",
+		seedArgs: func(seed string) []string {
+			return []string{"-drive", "file=" + qemuOpt(seed) + ",media=cdrom,readonly=on"}
+		},
+	},
+	"arm64": {
+		qemu: "qemu-system-aarch64", machine: "virt",
+		tcgCPU: "max,pauth-impdef=on", // the builder's default under TCG
+		seedArgs: func(seed string) []string { // virt has no IDE
+			return []string{"-device", "virtio-scsi-pci,id=scsi0",
+				"-drive", "file=" + qemuOpt(seed) + ",if=none,id=seed,media=cdrom,readonly=on,format=raw",
+				"-device", "scsi-cd,drive=seed,bus=scsi0.0"}
+		},
+		uefi: aavmf,
+	},
+}
+
+// machineFor returns the guestMachine of arch ("" is amd64).
+func machineFor(t testing.TB, arch string) guestMachine {
+	if arch == "" {
+		arch = "amd64"
+	}
+	m, ok := guestMachines[arch]
+	if !ok {
+		t.Fatalf("no guest machine for arch %q", arch)
+	}
+	return m
+}
+
+// aavmf returns Debian's AAVMF code and variables template (qemu-efi-aarch64,
+// both already the 64 MiB the virt machine's flash wants).
+func aavmf(t testing.TB) (code, vars string) {
+	code, vars = "/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"
+	if _, err := os.Stat(code); err != nil {
+		t.Fatal("no AAVMF firmware: install the qemu-efi-aarch64 package (make deps)")
+	}
+	return code, vars
 }
 
 // ovmf returns the OVMF code image and variables template the harness boots
@@ -199,6 +259,7 @@ type vm struct {
 	SSHPort    int
 	Accel      string
 	CPUs       int
+	Arch       string // guestMachines key; "" is amd64
 	// KnownDegraded lists substrings of cloud-init recoverable errors that
 	// the seed itself causes (not the image): checkConsumerBoot logs those
 	// instead of failing. virt-install 4.1 writes the deprecated
@@ -353,8 +414,9 @@ func bootVM(t testing.TB, img string, opts vmOptions) *vm {
 		InstanceID: opts.InstanceID,
 		MAC:        opts.MAC,
 		Network:    opts.Network,
-		Accel:      accelerator(),
+		Accel:      acceleratorFor(opts.Arch),
 		CPUs:       opts.CPUs,
+		Arch:       opts.Arch,
 	}
 	switch opts.Seed {
 	case seedNoCloudEmptyMeta:
@@ -613,6 +675,21 @@ var accel struct {
 
 // accelerator is "kvm" when /dev/kvm opens read-write and the CPU shows
 // vmx or svm, else "tcg" (a /dev/kvm without them never boots a guest).
+// acceleratorFor is the accelerator for a guest of arch: KVM runs only the
+// host's architecture, so any other is emulated.
+func acceleratorFor(arch string) string {
+	if arch == "" || arch == "amd64" {
+		return accelerator()
+	}
+	if arch == runtime.GOARCH {
+		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err == nil {
+			f.Close()
+			return "kvm"
+		}
+	}
+	return "tcg"
+}
+
 func accelerator() string {
 	accel.once.Do(func() {
 		accel.name = "tcg"
@@ -643,20 +720,29 @@ func (v *vm) start(opts vmOptions, seed string) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		m := machineFor(t, opts.Arch)
+		cpu := m.tcgCPU
+		if v.Accel == "kvm" {
+			cpu = "host"
+		}
 		args := []string{
-			"-machine", "pc", "-accel", v.Accel, "-cpu", cpuModel(v.Accel),
+			"-machine", m.machine, "-accel", v.Accel, "-cpu", cpu,
 			"-smp", strconv.Itoa(opts.CPUs), "-m", strconv.Itoa(opts.MemoryMiB),
 			"-display", "none",
 			"-serial", "file:" + v.SerialLog,
 			"-device", "virtio-rng-pci",
 			"-drive", "file=" + qemuOpt(v.Overlay) + ",if=virtio,cache=unsafe,discard=unmap",
-			"-drive", "file=" + qemuOpt(seed) + ",media=cdrom,readonly=on",
 			"-nic", fmt.Sprintf("user,model=virtio-net-pci,mac=%s,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", v.MAC, port),
 			"-pidfile", filepath.Join(v.Dir, "qemu.pid"),
 			"-qmp", "unix:" + qemuOpt(v.qmpSock) + ",server=on,wait=off",
 		}
-		if opts.UEFI {
-			code, template := ovmf(t)
+		args = append(args, m.seedArgs(seed)...)
+		if opts.UEFI || m.uefi != nil {
+			firmware := ovmf
+			if m.uefi != nil {
+				firmware = m.uefi
+			}
+			code, template := firmware(t)
 			vars := filepath.Join(v.Dir, "efivars.fd")
 			writeFile(t, vars, mustReadFile(t, template), 0o644)
 			args = append(args,
@@ -667,13 +753,13 @@ func (v *vm) start(opts vmOptions, seed string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("qemu-system-x86_64", args...)
+		cmd := exec.Command(m.qemu, args...)
 		cmd.Dir = v.Dir
 		cmd.Stdout = logf
 		cmd.Stderr = logf
 		// If the test binary dies (e.g. go test's timeout panic), so does QEMU.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		writeFile(t, filepath.Join(v.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{"qemu-system-x86_64"}, args...))+"\n"), 0o644)
+		writeFile(t, filepath.Join(v.Dir, "qemu.cmdline"), []byte(shellQuote(append([]string{m.qemu}, args...))+"\n"), 0o644)
 		if err := cmd.Start(); err != nil {
 			logf.Close()
 			t.Fatalf("starting QEMU: %v", err)
@@ -976,7 +1062,11 @@ func (v *vm) WaitSSH() {
 
 func (v *vm) waitSSH() error {
 	start := time.Now()
-	if _, err := v.connected(sshBootDeadline); err != nil {
+	deadline := sshBootDeadline
+	if v.Arch == "arm64" && v.Accel == "tcg" {
+		deadline *= 2 // emulating arm64 on x86 is slower than x86 on x86
+	}
+	if _, err := v.connected(deadline); err != nil {
 		v.mu.Lock()
 		v.sshErr = err
 		v.mu.Unlock()

@@ -13,6 +13,12 @@
 #              25.1 with its shipped datasource detection (ds-identify), empty
 #              /etc/hostname: the layout of Debian's own genericcloud images
 #              since bookworm and of Ubuntu 24.04
+#   debian-13-arm64  the debian-13 recipe for arm64 (aarch64): Debian's arm64
+#              packages (debootstrap's second stage and the chroot steps run
+#              through qemu-user-static and binfmt_misc on other hosts), a GPT
+#              disk with an EFI system partition (GRUB arm64-efi at
+#              EFI/BOOT/BOOTAA64.EFI) and an ext4 root, console on ttyAMA0;
+#              UEFI only (arm64 has no BIOS)
 #
 # Usage:
 #   test/e2e/image/build.sh [CELL] [OUTPUT.qcow2]      (CELL defaults to debian-12)
@@ -55,7 +61,7 @@ debian-12)
   NET_PACKAGES=(ifupdown isc-dhcp-client)
   NET_BINARIES=(usr/sbin/dhclient usr/sbin/ifup)
   ;;
-debian-13)
+debian-13 | debian-13-arm64)
   SUITE=trixie
   VERSION_NAME="Debian GNU/Linux 13"
   # netplan renders for systemd-networkd; resolved is the resolver (as in
@@ -64,7 +70,7 @@ debian-13)
   NET_BINARIES=(usr/sbin/netplan usr/lib/systemd/systemd-networkd usr/lib/systemd/systemd-resolved)
   ;;
 *)
-  printf 'build.sh: error: unknown cell %q (known: debian-12, debian-13)\n' "$CELL" >&2
+  printf 'build.sh: error: unknown cell %q (known: debian-12, debian-13, debian-13-arm64)\n' "$CELL" >&2
   exit 2
   ;;
 esac
@@ -82,11 +88,20 @@ ROOT_UUID=7fc270ba-ca5f-4f44-907e-acf36902a099
 # window and panic ("IO-APIC + timer doesn't work"); VM images skip the check
 # (Fedora's cloud images do the same).
 KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0,115200 no_timer_check"
+# Debian architecture of the image. arm64: the serial console is the PL011
+# UART of QEMU's virt machine (ttyAMA0), the bootloader GRUB arm64-efi only.
+ARCH=amd64
+BOOT_PACKAGES=(grub-pc-bin grub-efi-amd64-bin)
+if [[ $CELL == *-arm64 ]]; then
+  ARCH=arm64
+  BOOT_PACKAGES=(grub-efi-arm64-bin)
+  KERNEL_CMDLINE="root=UUID=$ROOT_UUID ro console=tty0 console=ttyAMA0,115200"
+fi
 PACKAGES=(
-  linux-image-cloud-amd64 initramfs-tools systemd-sysv dbus udev
+  "linux-image-cloud-$ARCH" initramfs-tools systemd-sysv dbus udev
   cloud-init cloud-guest-utils openssh-server sudo
   "${NET_PACKAGES[@]}" iproute2 netbase
-  grub-pc-bin grub-efi-amd64-bin adduser passwd
+  "${BOOT_PACKAGES[@]}" adduser passwd
 )
 
 # ------------------------------------------------------------------ helpers --
@@ -155,6 +170,17 @@ need qemu-img qemu-utils
 need flock util-linux
 need chroot coreutils
 [[ -r /usr/share/keyrings/debian-archive-keyring.gpg ]] || missing+=(debian-archive-keyring)
+HOST_ARCH=$(dpkg --print-architecture)
+# A foreign architecture runs its programs (debootstrap's second stage, the
+# maintainer scripts, grub-mkimage) through QEMU's user-mode emulator.
+QEMU_USER=""
+if [[ $ARCH != "$HOST_ARCH" ]]; then
+  case $ARCH in
+  arm64) QEMU_USER=/usr/bin/qemu-aarch64-static ;;
+  *) die "cannot build $ARCH images on $HOST_ARCH" ;;
+  esac
+  [[ -x $QEMU_USER ]] || missing+=(qemu-user-static)
+fi
 # GRUB's tools and images are taken from grub-pc-bin *inside* the image, so the
 # core.img and the modules copied to /boot/grub always match: no host GRUB needed.
 if ((${#missing[@]})); then
@@ -165,8 +191,10 @@ fi
 MIRROR=${DEBIAN_MIRROR:-$(first_source_uri /debian || echo http://deb.debian.org/debian)}
 SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-$(first_source_uri /debian-security || echo http://deb.debian.org/debian-security)}
 
-# .deb caches per suite: a bookworm build never sees trixie's packages.
+# .deb caches per suite and architecture: a bookworm build never sees trixie's
+# packages, an arm64 build never amd64's.
 DEBS=$CACHE/debs/$SUITE
+[[ $ARCH == amd64 ]] || DEBS=$CACHE/debs/$SUITE-$ARCH
 mkdir -p "$CACHE" "$DEBS/debootstrap" "$DEBS/apt-archives" "$CACHE/logs" "$(dirname "$OUT")"
 # One build at a time per cache (parallel test processes share it); a waiter
 # then finds the image the first one built.
@@ -211,10 +239,18 @@ WORK=$(mktemp -d "$CACHE/build.XXXXXX")
 ROOT=$WORK/root
 DISK=$WORK/disk.raw
 TMP_OUT=""
+BINFMT_MOUNTED=0 # 1: this build mounted binfmt_misc (unmounted at exit)
+BINFMT_ENTRY=""  # the binfmt_misc entry this build registered (removed at exit)
 
 cleanup() {
   local rc=$?
   set +e
+  if [[ -n $BINFMT_ENTRY && -e $BINFMT_ENTRY ]]; then
+    echo -1 >"$BINFMT_ENTRY"
+  fi
+  if [[ $BINFMT_MOUNTED == 1 ]]; then
+    umount /proc/sys/fs/binfmt_misc
+  fi
   if mountpoint -q "$ROOT/proc" 2>/dev/null; then
     umount "$ROOT/proc" || umount -l "$ROOT/proc"
   fi
@@ -238,6 +274,30 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# binfmt_misc: the kernel runs the image's arm64 programs through QEMU_USER.
+# Use an enabled qemu-aarch64 entry if the host has one (binfmt-support or
+# systemd-binfmt registered it); else register one for this build with flag F
+# (the kernel opens the interpreter now, so it works inside the chroot too) and
+# remove it, and the mount, when the build ends (cleanup).
+if [[ -n $QEMU_USER ]]; then
+  BINFMT=/proc/sys/fs/binfmt_misc
+  if ! mountpoint -q "$BINFMT"; then
+    mount -t binfmt_misc binfmt_misc "$BINFMT" || die "cannot mount binfmt_misc on $BINFMT"
+    BINFMT_MOUNTED=1
+  fi
+  if [[ -e $BINFMT/qemu-aarch64 ]] && head -n1 "$BINFMT/qemu-aarch64" | grep -qx enabled; then
+    log "binfmt_misc: using the host's qemu-aarch64 entry"
+  else
+    [[ -e $BINFMT/cloudimg-aarch64 ]] && echo -1 >"$BINFMT/cloudimg-aarch64" # left by a killed build
+    # ELF64, little-endian, e_machine 0xb7 (EM_AARCH64): the magic and mask of
+    # QEMU's scripts/qemu-binfmt-conf.sh.
+    printf '%s' ':cloudimg-aarch64:M::\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00:\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff:'"$QEMU_USER"':F' >"$BINFMT/register" ||
+      die "cannot register $QEMU_USER in binfmt_misc"
+    BINFMT_ENTRY=$BINFMT/cloudimg-aarch64
+    log "binfmt_misc: registered $QEMU_USER for this build"
+  fi
+fi
+
 
 # in_root CMD...: run CMD in the chroot with a clean environment (in particular
 # no TMPDIR from the host, which would not exist inside).
@@ -248,8 +308,8 @@ in_root() {
 }
 
 # -------------------------------------------------------------- base system --
-log "debootstrap --variant=minbase $SUITE"
-debootstrap --variant=minbase --cache-dir="$DEBS/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
+log "debootstrap --variant=minbase --arch=$ARCH $SUITE"
+debootstrap --variant=minbase --arch="$ARCH" --cache-dir="$DEBS/debootstrap" "$SUITE" "$ROOT" "$MIRROR"
 
 # --------------------------------------------------- configure and install --
 log "configuring the root filesystem"
@@ -324,19 +384,20 @@ find "$DEBS/apt-archives" -name '*.deb' -delete
 find "$ROOT/var/cache/apt/archives" -maxdepth 1 -name '*.deb' -exec cp -t "$DEBS/apt-archives/" {} +
 
 # ----------------------------------------------------------------- bootloader --
-log "preparing GRUB (from the image's grub-pc-bin)"
-# Modules next to grub.cfg, as grub-install would leave them; they match the
-# core.img built below because both come from the same package.
-mkdir -p "$ROOT/boot/grub/i386-pc"
-cp "$ROOT"/usr/lib/grub/i386-pc/*.mod "$ROOT"/usr/lib/grub/i386-pc/*.lst "$ROOT/boot/grub/i386-pc/"
+log "preparing GRUB (from the image's ${BOOT_PACKAGES[*]})"
 # /vmlinuz and /initrd.img are symlinks the kernel package keeps up to date,
 # so the config survives kernel upgrades in the guest (there is no update-grub).
 [[ -e $ROOT/vmlinuz && -e $ROOT/initrd.img ]] || die "kernel symlinks /vmlinuz, /initrd.img missing"
+mkdir -p "$ROOT/boot/grub"
+# amd64: GRUB's own serial terminal on COM1. arm64: the firmware's console
+# (AAVMF sends it to the PL011) is GRUB's default terminal already.
+GRUB_TERMINAL=""
+[[ $ARCH == amd64 ]] && GRUB_TERMINAL="serial --unit=0 --speed=115200
+terminal_input console serial
+terminal_output console serial"
 cat >"$ROOT/boot/grub/grub.cfg" <<EOF
 # Written by packer-plugin-cloudimg's test/e2e/image/build.sh (no update-grub here).
-serial --unit=0 --speed=115200
-terminal_input console serial
-terminal_output console serial
+$GRUB_TERMINAL
 set timeout=0
 menuentry '$VERSION_NAME (cloud image)' {
 	search --no-floppy --fs-uuid --set=root $ROOT_UUID
@@ -350,6 +411,19 @@ cat >"$ROOT/tmp/early.cfg" <<EOF
 search --no-floppy --fs-uuid --set=root $ROOT_UUID
 set prefix=(\$root)/boot/grub
 EOF
+if [[ $ARCH == arm64 ]]; then
+  # EFI only: EFI/BOOT/BOOTAA64.EFI (the removable-media path, booted by AAVMF
+  # without NVRAM entries) from the image's grub-efi-arm64-bin.
+  mkdir -p "$ROOT/boot/grub/arm64-efi"
+  cp "$ROOT"/usr/lib/grub/arm64-efi/*.mod "$ROOT"/usr/lib/grub/arm64-efi/*.lst "$ROOT/boot/grub/arm64-efi/"
+  in_root grub-mkimage -O arm64-efi -o /tmp/bootaa64.efi -c /tmp/early.cfg -p /boot/grub \
+    part_gpt ext2 fat search search_fs_uuid normal configfile linux echo test efi_gop
+  cp "$ROOT/tmp/bootaa64.efi" "$WORK/bootaa64.efi"
+else
+# Modules next to grub.cfg, as grub-install would leave them; they match the
+# core.img built below because both come from the same package.
+mkdir -p "$ROOT/boot/grub/i386-pc"
+cp "$ROOT"/usr/lib/grub/i386-pc/*.mod "$ROOT"/usr/lib/grub/i386-pc/*.lst "$ROOT/boot/grub/i386-pc/"
 in_root grub-mkimage -O i386-pc -o /tmp/core.img -c /tmp/early.cfg -p /boot/grub \
   biosdisk part_msdos ext2 search search_fs_uuid normal configfile linux echo test serial terminal
 cp "$ROOT/tmp/core.img" "$WORK/core.img"
@@ -361,6 +435,7 @@ cp "$ROOT"/usr/lib/grub/x86_64-efi/*.mod "$ROOT"/usr/lib/grub/x86_64-efi/*.lst "
 in_root grub-mkimage -O x86_64-efi -o /tmp/bootx64.efi -c /tmp/early.cfg -p /boot/grub \
   part_msdos ext2 fat search search_fs_uuid normal configfile linux echo test serial terminal efi_gop
 cp "$ROOT/tmp/bootx64.efi" "$WORK/bootx64.efi"
+fi
 
 # ----------------------------------------------------- make it look unbooted --
 log "cleaning up"
@@ -402,6 +477,19 @@ log "writing the disk image"
 DISK_SECTORS=$((DISK_SIZE_MIB * 2048))
 PART_SECTORS=$((DISK_SECTORS - PART_START))
 truncate -s "${DISK_SIZE_MIB}M" "$DISK"
+if [[ $ARCH == arm64 ]]; then
+  # GPT (UEFI only): the EFI system partition, then the root partition (type
+  # "Linux root (ARM-64)" of the Discoverable Partitions Specification) up to
+  # the backup GPT at the end.
+  sfdisk --quiet "$DISK" <<EOF
+label: gpt
+start=$ESP_START, size=$ESP_SECTORS, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=ESP
+start=$PART_START, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, name=root
+EOF
+  PART_SECTORS=$(sfdisk --json "$DISK" | tr -d '\n' | grep -o '"start": *'"$PART_START"', *"size": *[0-9]*' | grep -o '[0-9]*$')
+  [[ -n $PART_SECTORS ]] || die "cannot read the root partition's size back from sfdisk"
+  EFI_BINARY=bootaa64.efi EFI_NAME=BOOTAA64.EFI
+else
 # MBR ("dos") label: the EFI system partition (type ef) from 1 MiB, then a
 # bootable Linux partition to the end.
 sfdisk --quiet "$DISK" <<EOF
@@ -410,12 +498,14 @@ label-id: 0x$(cut -c1-8 <<<"$ROOT_UUID")
 start=$ESP_START, size=$ESP_SECTORS, type=ef
 start=$PART_START, size=$PART_SECTORS, type=83, bootable
 EOF
+  EFI_BINARY=bootx64.efi EFI_NAME=BOOTX64.EFI
+fi
 # The EFI system partition: FAT written at its offset, GRUB at the path UEFI
 # firmware boots when it has no boot entries.
 mkfs.fat -F 16 -n ESP --offset "$ESP_START" "$DISK" $((ESP_SECTORS / 2))
 ESP_IMG="$DISK@@$((ESP_START * 512))"
 MTOOLS_SKIP_CHECK=1 mmd -i "$ESP_IMG" ::/EFI ::/EFI/BOOT
-MTOOLS_SKIP_CHECK=1 mcopy -i "$ESP_IMG" "$WORK/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+MTOOLS_SKIP_CHECK=1 mcopy -i "$ESP_IMG" "$WORK/$EFI_BINARY" "::/EFI/BOOT/$EFI_NAME"
 # The filesystem goes straight into the file at the partition's offset. The
 # image's own mke2fs.conf picks the features, so its e2fsck/GRUB know them all.
 MKE2FS_CONFIG=$ROOT/etc/mke2fs.conf mkfs.ext4 -F -q -U "$ROOT_UUID" \
@@ -423,6 +513,7 @@ MKE2FS_CONFIG=$ROOT/etc/mke2fs.conf mkfs.ext4 -F -q -U "$ROOT_UUID" \
 # e2fsprogs' unix I/O manager accepts "file?offset=N".
 e2fsck -fn "$DISK?offset=$((PART_START * 512))"
 
+if [[ $ARCH == amd64 ]]; then
 # GRUB by hand, i.e. what grub-install/grub-bios-setup do for an MBR disk with
 # core.img embedded right after the MBR (layout: grub include/grub/i386/pc/boot.h).
 # 1) boot.img's code (bytes 0..439) into the MBR; bytes 440..511 (disk
@@ -440,6 +531,7 @@ CORE_SECTORS=$(((CORE_BYTES + 511) / 512))
 put_le "$WORK/core.img" 0x1f4 8 2                     # start LBA
 put_le "$WORK/core.img" 0x1fc 2 $((CORE_SECTORS - 1)) # sectors after diskboot (segment 0x820 stays)
 dd if="$WORK/core.img" of="$DISK" bs=512 seek=1 conv=notrunc status=none
+fi
 
 # ------------------------------------------------------------------- qcow2 --
 log "converting to compressed qcow2"
