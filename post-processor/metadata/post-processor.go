@@ -100,6 +100,13 @@ type Config struct {
 	// plugin and Packer versions; the build's start and finish). Default
 	// `true`.
 	Provenance config.Trilean `mapstructure:"provenance"`
+	// Values recorded in the provenance's `externalParameters` under
+	// `parameters`, e.g. `{ release = var.release, playbook = var.playbook }`.
+	// Packer (HCL2) hands a post-processor neither the template's variables
+	// nor which of them are `sensitive`, so the template names here what the
+	// provenance should say. Never put a secret here: it would be written in
+	// clear.
+	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters"`
 
 	ctx interpolate.Context
 }
@@ -395,9 +402,9 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 // provenanceInput is what the provenance of one image says. Its external
 // parameters are the post-processor's own view of the template: Packer
 // (1.11, HCL2) hands a post-processor neither the template's variables nor
-// which of them are sensitive, so none are recorded; the labels, which a
-// template sets from its variables, are (they are in the metadata and the
-// index already).
+// which of them are sensitive (packer/build.go passes them only to JSON
+// templates), so only what the template names in provenance_parameters is
+// recorded, besides the labels (which are in the metadata and the index).
 func (p *PostProcessor) provenanceInput(subject, sha256Hex, builderID string, doc *imagemeta.Metadata) provenance.Input {
 	c := &p.config
 	params := map[string]any{"source": c.PackerBuildName, "builder_type": c.PackerBuilderType, "image_name": c.ImageName}
@@ -410,6 +417,13 @@ func (p *PostProcessor) provenanceInput(subject, sha256Hex, builderID string, do
 			labels[k] = v
 		}
 		params["labels"] = labels
+	}
+	if len(c.ProvenanceParameters) > 0 {
+		pp := map[string]any{}
+		for k, v := range c.ProvenanceParameters {
+			pp[k] = v
+		}
+		params["parameters"] = pp
 	}
 	in := provenance.Input{
 		Image:              provenance.Image{Name: subject, SHA256: sha256Hex},

@@ -10,24 +10,25 @@ import (
 // FlatConfig is an auto-generated flat version of Config.
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatConfig struct {
-	PackerBuildName     *string           `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
-	PackerBuilderType   *string           `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
-	PackerCoreVersion   *string           `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
-	PackerDebug         *bool             `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
-	PackerForce         *bool             `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
-	PackerOnError       *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
-	PackerUserVars      map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
-	PackerSensitiveVars []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
-	Output              *string           `mapstructure:"output" cty:"output" hcl:"output"`
-	Repository          *string           `mapstructure:"repository" cty:"repository" hcl:"repository"`
-	ImageName           *string           `mapstructure:"image_name" cty:"image_name" hcl:"image_name"`
-	Labels              map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
-	ChecksumTypes       []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
-	BuildName           *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
-	VCSDirectory        *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
-	KeepLast            *int              `mapstructure:"keep_last" cty:"keep_last" hcl:"keep_last"`
-	SBOM                *string           `mapstructure:"sbom" cty:"sbom" hcl:"sbom"`
-	Provenance          *bool             `mapstructure:"provenance" cty:"provenance" hcl:"provenance"`
+	PackerBuildName      *string           `mapstructure:"packer_build_name" cty:"packer_build_name" hcl:"packer_build_name"`
+	PackerBuilderType    *string           `mapstructure:"packer_builder_type" cty:"packer_builder_type" hcl:"packer_builder_type"`
+	PackerCoreVersion    *string           `mapstructure:"packer_core_version" cty:"packer_core_version" hcl:"packer_core_version"`
+	PackerDebug          *bool             `mapstructure:"packer_debug" cty:"packer_debug" hcl:"packer_debug"`
+	PackerForce          *bool             `mapstructure:"packer_force" cty:"packer_force" hcl:"packer_force"`
+	PackerOnError        *string           `mapstructure:"packer_on_error" cty:"packer_on_error" hcl:"packer_on_error"`
+	PackerUserVars       map[string]string `mapstructure:"packer_user_variables" cty:"packer_user_variables" hcl:"packer_user_variables"`
+	PackerSensitiveVars  []string          `mapstructure:"packer_sensitive_variables" cty:"packer_sensitive_variables" hcl:"packer_sensitive_variables"`
+	Output               *string           `mapstructure:"output" cty:"output" hcl:"output"`
+	Repository           *string           `mapstructure:"repository" cty:"repository" hcl:"repository"`
+	ImageName            *string           `mapstructure:"image_name" cty:"image_name" hcl:"image_name"`
+	Labels               map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
+	ChecksumTypes        []string          `mapstructure:"checksum_types" cty:"checksum_types" hcl:"checksum_types"`
+	BuildName            *string           `mapstructure:"build_name" cty:"build_name" hcl:"build_name"`
+	VCSDirectory         *string           `mapstructure:"vcs_directory" cty:"vcs_directory" hcl:"vcs_directory"`
+	KeepLast             *int              `mapstructure:"keep_last" cty:"keep_last" hcl:"keep_last"`
+	SBOM                 *string           `mapstructure:"sbom" cty:"sbom" hcl:"sbom"`
+	Provenance           *bool             `mapstructure:"provenance" cty:"provenance" hcl:"provenance"`
+	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters" cty:"provenance_parameters" hcl:"provenance_parameters"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -60,6 +61,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"keep_last":                  &hcldec.AttrSpec{Name: "keep_last", Type: cty.Number, Required: false},
 		"sbom":                       &hcldec.AttrSpec{Name: "sbom", Type: cty.String, Required: false},
 		"provenance":                 &hcldec.AttrSpec{Name: "provenance", Type: cty.Bool, Required: false},
+		"provenance_parameters":      &hcldec.AttrSpec{Name: "provenance_parameters", Type: cty.Map(cty.String), Required: false},
 	}
 	return s
 }

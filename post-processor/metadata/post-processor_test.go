@@ -66,6 +66,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	var p PostProcessor
 	if err := p.Configure(map[string]interface{}{
 		"repository": repo, "labels": map[string]string{"stage": "production"},
+		"provenance_parameters": map[string]string{"release": "bookworm"},
 		"packer_build_name": "production", "packer_builder_type": "cloudimg-kvm",
 	}); err != nil {
 		t.Fatal(err)
@@ -145,6 +146,9 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	}
 	if got := pred.GetBuildDefinition().GetExternalParameters().AsMap()["labels"]; !reflect.DeepEqual(got, map[string]any{"stage": "production"}) {
 		t.Errorf("external parameters: labels %v", got)
+	}
+	if got := pred.GetBuildDefinition().GetExternalParameters().AsMap()["parameters"]; !reflect.DeepEqual(got, map[string]any{"release": "bookworm"}) {
+		t.Errorf("external parameters: parameters %v, want provenance_parameters", got)
 	}
 	wantSidecars := []imagemeta.Sidecar{
 		{Kind: imagemeta.SidecarCycloneDX, Path: "node.qcow2.cdx.json", SHA256: sha256File(t, image+".cdx.json")},

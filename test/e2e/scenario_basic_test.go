@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 )
 
 // TestScenarioBasic builds one image through the whole plugin (builder, a
@@ -183,6 +185,13 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 	// The SBOM lists the package the provisioner installed, as the guest's
 	// dpkg knew it.
 	checkProbeInSBOM(t, meta.bom, probe, string(c.orDefault()))
+	// The template names the cell in provenance_parameters.
+	if _, pred, err := provenance.Parse(mustReadFile(t, output+".intoto.json")); err == nil {
+		params, _ := pred.GetBuildDefinition().GetExternalParameters().AsMap()["parameters"].(map[string]any)
+		if params["cell"] != string(c.orDefault()) {
+			t.Errorf("provenance: externalParameters.parameters %v, want cell = %s from provenance_parameters", params, c.orDefault())
+		}
+	}
 	idx := checkRepository(t, repo, rel)
 	if e := idx.entry(rel); e != nil {
 		kinds := map[string]string{}

@@ -91,5 +91,8 @@ build {
       scenario = "basic"
       cell     = var.cell
     }
+    provenance_parameters = {
+      cell = var.cell
+    }
   }
 }
