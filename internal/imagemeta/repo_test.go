@@ -387,22 +387,7 @@ func TestRepoConcurrentProcesses(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	var cmds []*exec.Cmd
-	var outs []*strings.Builder
-	for id := range 2 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRepoHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), helperEnv+"="+dir+"|"+strconv.Itoa(id))
-		out := new(strings.Builder)
-		cmd.Stdout, cmd.Stderr = out, out
-		must(t, cmd.Start())
-		cmds = append(cmds, cmd)
-		outs = append(outs, out)
-	}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("child %d: %v\n%s", i, err, outs[i])
-		}
-	}
+	runChildren(t, "TestRepoHelperProcess", helperEnv, dir, 2)
 	var want []string
 	for id := range 2 {
 		for i := range 20 {
@@ -468,4 +453,31 @@ func TestRepoSidecars(t *testing.T) {
 			t.Errorf("%s: Add error %v, want one naming the sidecar", name, err)
 		}
 	}
+}
+
+// runChildren runs n copies of this test binary at once, each running only
+// the test named helper with env set to "<dir>|<child number>", waits for
+// all, fails the test for any that failed, and returns their combined
+// outputs in child order.
+func runChildren(t *testing.T, helper, env, dir string, n int) []string {
+	t.Helper()
+	var cmds []*exec.Cmd
+	var outs []*strings.Builder
+	for id := range n {
+		cmd := exec.Command(os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+		cmd.Env = append(os.Environ(), env+"="+dir+"|"+strconv.Itoa(id))
+		out := new(strings.Builder)
+		cmd.Stdout, cmd.Stderr = out, out
+		must(t, cmd.Start())
+		cmds = append(cmds, cmd)
+		outs = append(outs, out)
+	}
+	res := make([]string, n)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("child %d: %v\n%s", i, err, outs[i])
+		}
+		res[i] = outs[i].String()
+	}
+	return res
 }

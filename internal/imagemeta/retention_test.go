@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -229,23 +228,9 @@ func TestKeepLastConcurrentProcesses(t *testing.T) {
 		return
 	}
 	dir := t.TempDir()
-	var cmds []*exec.Cmd
-	var outs []*strings.Builder
-	for id := range 2 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKeepLastHelperProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), keepHelperEnv+"="+dir+"|"+strconv.Itoa(id))
-		out := new(strings.Builder)
-		cmd.Stdout, cmd.Stderr = out, out
-		must(t, cmd.Start())
-		cmds = append(cmds, cmd)
-		outs = append(outs, out)
-	}
 	removed := map[string]int{}
-	for i, cmd := range cmds {
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("child %d: %v\n%s", i, err, outs[i])
-		}
-		sc := bufio.NewScanner(strings.NewReader(outs[i].String()))
+	for _, out := range runChildren(t, "TestKeepLastHelperProcess", keepHelperEnv, dir, 2) {
+		sc := bufio.NewScanner(strings.NewReader(out))
 		for sc.Scan() {
 			if p, ok := strings.CutPrefix(sc.Text(), "removed "); ok {
 				removed[p]++
