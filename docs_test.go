@@ -10,14 +10,17 @@ import (
 	"github.com/hashicorp/hcl/v2/hcldec"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/builder/kvm"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/image"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/repository"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/metadata"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/provisioner/cloudinitreset"
 )
 
 var documentedOption = regexp.MustCompile("(?m)^- `([a-z0-9_]+)` \\(")
 
-// Every option a component accepts appears in its rendered documentation,
-// and every option the documentation lists exists.
+// Every option a component accepts (and every output of a data source)
+// appears in its rendered documentation, and every option the documentation
+// lists exists.
 func TestEveryOptionIsDocumented(t *testing.T) {
 	for _, c := range []struct {
 		page string
@@ -26,6 +29,8 @@ func TestEveryOptionIsDocumented(t *testing.T) {
 		{".web-docs/components/builder/kvm/README.md", new(kvm.Builder).ConfigSpec()},
 		{".web-docs/components/provisioner/cloudinit-reset/README.md", new(cloudinitreset.Provisioner).ConfigSpec()},
 		{".web-docs/components/post-processor/metadata/README.md", new(metadata.PostProcessor).ConfigSpec()},
+		{".web-docs/components/data-source/image/README.md", dataSourceSpec(new(image.Datasource))},
+		{".web-docs/components/data-source/repository/README.md", dataSourceSpec(new(repository.Datasource))},
 	} {
 		page, err := os.ReadFile(c.page)
 		if err != nil {
@@ -67,4 +72,20 @@ func internalOption(key string) bool {
 var sdkUndocumented = map[string]bool{
 	"http_interface": true, "ssh_keypair_name": true, "ssh_private_key": true, "ssh_public_key": true,
 	"ssh_wait_timeout": true, "temporary_key_pair_name": true,
+}
+
+// dataSourceSpec is a data source's options and outputs together: its page
+// documents both in the same list form.
+func dataSourceSpec(d interface {
+	ConfigSpec() hcldec.ObjectSpec
+	OutputSpec() hcldec.ObjectSpec
+}) hcldec.ObjectSpec {
+	spec := hcldec.ObjectSpec{}
+	for k, v := range d.ConfigSpec() {
+		spec[k] = v
+	}
+	for k, v := range d.OutputSpec() {
+		spec[k] = v
+	}
+	return spec
 }
