@@ -1,12 +1,11 @@
 package image
 
 import (
-	"bytes"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/packertest"
 )
 
 // TestPacker runs the real Packer (tools/bin/packer) with the plugin built
@@ -15,49 +14,9 @@ import (
 // whose data source fails. The fixture mirror is local: no network, no VM,
 // a few seconds.
 func TestPacker(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the plugin and runs Packer")
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	packer := filepath.Join(root, "tools", "bin", "packer")
-	if _, err := os.Stat(packer); err != nil {
-		t.Fatalf("%s is missing: run make tools (%v)", packer, err)
-	}
-	work := t.TempDir()
-	plugin := filepath.Join(work, "packer-plugin-cloudimg")
-	build := exec.Command("go", "build", "-o", plugin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PACKER_") || strings.HasPrefix(k, "PKR_VAR_") || k == "CHECKPOINT_DISABLE" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env,
-		"PACKER_PLUGIN_PATH="+filepath.Join(work, "plugins"),
-		"PACKER_CONFIG_DIR="+filepath.Join(work, "config"),
-		"PACKER_CACHE_DIR="+filepath.Join(work, "cache"),
-		"CHECKPOINT_DISABLE=1",
-	)
-	run := func(args ...string) (string, error) {
-		cmd := exec.Command(packer, args...)
-		cmd.Dir = "." // the package directory: the template's relative base_url is below it
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	if out, err := run("plugins", "install", "--path", plugin, "github.com/packer-cloudimg/cloudimg"); err != nil {
-		t.Fatalf("plugins install: %v\n%s", err, out)
-	}
+	// The template's relative base_url is below the package directory,
+	// where Packer runs.
+	run := packertest.New(t, "../..").Run
 	const template = "testdata/resolve.pkr.hcl"
 
 	if out, err := run("validate", template); err != nil || !strings.Contains(out, "The configuration is valid.") {

@@ -1,17 +1,15 @@
 package repository
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/packertest"
 )
 
 // TestPacker runs the real Packer (tools/bin/packer) with the plugin built
@@ -20,53 +18,11 @@ import (
 // fed to a cloudimg-kvm source), a build of a null source that prints every
 // output, and a build whose labels match nothing. No VM, a few seconds.
 func TestPacker(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the plugin and runs Packer")
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	packer := filepath.Join(root, "tools", "bin", "packer")
-	if _, err := os.Stat(packer); err != nil {
-		t.Fatalf("%s is missing: run make tools (%v)", packer, err)
-	}
-	work := t.TempDir()
-	plugin := filepath.Join(work, "packer-plugin-cloudimg")
-	build := exec.Command("go", "build", "-o", plugin, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PACKER_") || strings.HasPrefix(k, "PKR_VAR_") || k == "CHECKPOINT_DISABLE" {
-			continue
-		}
-		env = append(env, kv)
-	}
 	repo := makeRepo(t)
 	srv := httptest.NewServer(http.StripPrefix("/repo/", http.FileServer(http.Dir(repo))))
 	defer srv.Close()
-	env = append(env,
-		"PACKER_PLUGIN_PATH="+filepath.Join(work, "plugins"),
-		"PACKER_CONFIG_DIR="+filepath.Join(work, "config"),
-		"PACKER_CACHE_DIR="+filepath.Join(work, "cache"),
-		"CHECKPOINT_DISABLE=1",
-		"PKR_VAR_repository="+repo,
-		"PKR_VAR_repository_url="+srv.URL+"/repo/index.json",
-	)
-	run := func(args ...string) (string, error) {
-		cmd := exec.Command(packer, args...)
-		cmd.Env = env
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		return out.String(), err
-	}
-	if out, err := run("plugins", "install", "--path", plugin, "github.com/packer-cloudimg/cloudimg"); err != nil {
-		t.Fatalf("plugins install: %v\n%s", err, out)
-	}
+	pk := packertest.New(t, "../..", "PKR_VAR_repository="+repo, "PKR_VAR_repository_url="+srv.URL+"/repo/index.json")
+	run, work := pk.Run, pk.Work
 	const template = "testdata/find.pkr.hcl"
 
 	if out, err := run("validate", template); err != nil || !strings.Contains(out, "The configuration is valid.") {
