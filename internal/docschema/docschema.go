@@ -20,10 +20,10 @@ var files embed.FS
 // Schemas by the URL they are known as ($id, which $ref resolves against)
 // and the file holding them.
 var resources = map[string]string{
-	"http://cyclonedx.org/schema/bom-1.6.schema.json": "bom-1.6.schema.json",
-	"http://cyclonedx.org/schema/spdx.schema.json":    "spdx.schema.json",
+	"http://cyclonedx.org/schema/bom-1.6.schema.json":  "bom-1.6.schema.json",
+	"http://cyclonedx.org/schema/spdx.schema.json":     "spdx.schema.json",
 	"http://cyclonedx.org/schema/jsf-0.82.schema.json": "jsf-0.82.schema.json",
-	"http://spdx.org/rdf/terms/2.3":                   "spdx-2.3.schema.json",
+	"http://spdx.org/rdf/terms/2.3":                    "spdx-2.3.schema.json",
 }
 
 // Root schemas of the documents.
