@@ -7,11 +7,9 @@ import (
 )
 
 // kvmUsable tells whether KVM can really run guests of guestArch here.
-// KVM runs only guests of the host's architecture. /dev/kvm must open
-// read-write; on an x86 host the CPU must show hardware virtualisation (vmx
-// or svm): some hosts expose a /dev/kvm that is a software layer without
-// them, on which guests never finish booting. An arm64 CPU has no such flag
-// to read, so there /dev/kvm must create a VM (KVM_CREATE_VM).
+// KVM runs only guests of the host's architecture, /dev/kvm must open
+// read-write, and then the host's profile (machineProfiles) says how it
+// proves that KVM really works (its KVMWorks).
 func kvmUsable(guestArch, host, devPath, cpuinfoPath string) (bool, string) {
 	if guestArch != host {
 		return false, fmt.Sprintf("KVM runs only guests of the host's architecture: arch = %q on an %s host", guestArch, host)
@@ -21,23 +19,40 @@ func kvmUsable(guestArch, host, devPath, cpuinfoPath string) (bool, string) {
 		return false, fmt.Sprintf("%s cannot be opened read-write (%v); add your user to the kvm group or load the kvm module", devPath, err)
 	}
 	defer f.Close()
-	if host == "arm64" {
-		if err := kvmCreateVM(f); err != nil {
-			return false, fmt.Sprintf("%s does not create a VM (%v)", devPath, err)
-		}
-		return true, ""
+	p, ok := machineProfiles[host]
+	if !ok {
+		return false, fmt.Sprintf("this plugin builds no guests for an %s host (arch: %s)", host, archNames())
 	}
-	cpuinfo, err := os.ReadFile(cpuinfoPath)
-	if err != nil {
-		return false, fmt.Sprintf("cannot read %s: %v", cpuinfoPath, err)
-	}
-	if !cpuVirtFlags.Match(cpuinfo) {
-		return false, fmt.Sprintf("the CPU shows neither vmx nor svm in %s (no hardware virtualisation, e.g. nested virtualisation is off)", cpuinfoPath)
+	if why := p.KVMWorks(f, devPath, cpuinfoPath); why != "" {
+		return false, why
 	}
 	return true, ""
 }
 
+// x86KVMWorks: an x86 CPU must show hardware virtualisation (vmx or svm):
+// some hosts expose a /dev/kvm that is a software layer without them, on
+// which guests never finish booting.
+func x86KVMWorks(_ *os.File, _, cpuinfoPath string) string {
+	cpuinfo, err := os.ReadFile(cpuinfoPath)
+	if err != nil {
+		return fmt.Sprintf("cannot read %s: %v", cpuinfoPath, err)
+	}
+	if !cpuVirtFlags.Match(cpuinfo) {
+		return fmt.Sprintf("the CPU shows neither vmx nor svm in %s (no hardware virtualisation, e.g. nested virtualisation is off)", cpuinfoPath)
+	}
+	return ""
+}
+
 var cpuVirtFlags = regexp.MustCompile(`(?m)^flags\s*:.*\b(vmx|svm)\b`)
+
+// armKVMWorks: an arm64 CPU has no virtualisation flag to read, so the
+// device must create a VM (KVM_CREATE_VM).
+func armKVMWorks(dev *os.File, devPath, _ string) string {
+	if err := kvmCreateVM(dev); err != nil {
+		return fmt.Sprintf("%s does not create a VM (%v)", devPath, err)
+	}
+	return ""
+}
 
 // chooseAccelerator resolves the accelerator option to what QEMU gets for
 // a guestArch guest on a host host (machineProfiles' names).

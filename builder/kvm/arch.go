@@ -43,6 +43,10 @@ type machineProfile struct {
 	// event) for the machine types starting with one of PanicMachines.
 	PanicDevice   string
 	PanicMachines []string
+	// KVMWorks proves, on a host of this architecture, that the opened
+	// KVM device dev (at devPath) really runs guests; it returns why not,
+	// or "" when it does.
+	KVMWorks func(dev *os.File, devPath, cpuinfoPath string) string
 }
 
 func (p machineProfile) hasPanicDevice(machine string) bool {
@@ -78,6 +82,7 @@ var machineProfiles = map[string]machineProfile{
 		SeedBus:          "ide",
 		PanicDevice:      "pvpanic",
 		PanicMachines:    []string{"pc", "q35"},
+		KVMWorks:         x86KVMWorks,
 	},
 	"arm64": {
 		QemuBinary: "qemu-system-aarch64", QemuPackage: "qemu-system-arm",
@@ -94,6 +99,7 @@ var machineProfiles = map[string]machineProfile{
 		SeedBus:          "scsi",
 		PanicDevice:      "pvpanic-pci",
 		PanicMachines:    []string{"virt"},
+		KVMWorks:         armKVMWorks,
 	},
 }
 
