@@ -94,21 +94,30 @@ func HashFile(path string, algos []string) (sums map[string]string, size int64, 
 // HashFileContext is HashFile with cancellation: it stops between two
 // buffers once ctx is done and returns ctx.Err().
 func HashFileContext(ctx context.Context, path string, algos []string) (map[string]string, int64, error) {
+	sums, n, _, err := hashFileHead(ctx, path, algos, nil)
+	return sums, n, err
+}
+
+// hashFileHead is HashFileContext that also copies the file's first
+// len(head) bytes into head as they pass (fewer when the file is shorter:
+// headN says how many), so that a caller can read the file's header from
+// the same read.
+func hashFileHead(ctx context.Context, path string, algos []string, head []byte) (sums map[string]string, size int64, headN int, err error) {
 	names, err := normalizeAlgorithms(algos)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
 	if fi.IsDir() {
-		return nil, 0, fmt.Errorf("imagemeta: %s is a directory, not an image file", path)
+		return nil, 0, 0, fmt.Errorf("imagemeta: %s is a directory, not an image file", path)
 	}
 	bufSize := hashBufSize
 	regular := fi.Mode().IsRegular()
@@ -117,21 +126,36 @@ func HashFileContext(ctx context.Context, path string, algos []string) (map[stri
 		// first read already sees EOF.
 		bufSize = max(int(fi.Size())+1, minBufSize)
 	}
-	sums, n, err := hashStream(ctx, f, names, bufSize)
+	hr := &headReader{r: f, head: head}
+	sums, n, err := hashStream(ctx, hr, names, bufSize)
 	if err != nil {
-		return nil, n, fmt.Errorf("imagemeta: hashing %s: %w", path, err)
+		return nil, n, 0, fmt.Errorf("imagemeta: hashing %s: %w", path, err)
 	}
 	if regular {
 		after, err := f.Stat()
 		if err != nil {
-			return nil, n, err
+			return nil, n, 0, err
 		}
 		if n != fi.Size() || after.Size() != n || !after.ModTime().Equal(fi.ModTime()) {
-			return nil, n, fmt.Errorf("imagemeta: hashing %s: %w (read %d bytes, size was %d then %d)",
+			return nil, n, 0, fmt.Errorf("imagemeta: hashing %s: %w (read %d bytes, size was %d then %d)",
 				path, ErrFileChanged, n, fi.Size(), after.Size())
 		}
 	}
-	return sums, n, nil
+	return sums, n, hr.n, nil
+}
+
+// headReader passes r through, copying the first len(head) bytes read
+// into head; n counts them.
+type headReader struct {
+	r    io.Reader
+	head []byte
+	n    int
+}
+
+func (h *headReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.n += copy(h.head[h.n:], p[:n])
+	return n, err
 }
 
 // HashReader is HashFile for an arbitrary reader: it consumes r to EOF and

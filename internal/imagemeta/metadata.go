@@ -202,17 +202,22 @@ func WriteFile(path string, data []byte) error {
 	return writeFileAtomic(path, data, 0o644)
 }
 
-// DescribeImage fills an Image for the file at imagePath: format and virtual
-// size (Inspect), size and checksums (HashFile with algos), and Path
-// relative to the directory of metadataPath. Name is left for the caller.
+// DescribeImage fills an Image for the file at imagePath from one read of
+// it: size and checksums (HashFile with algos), format and virtual size
+// (Inspect's rules, applied to the file's first cluster as the hashing read
+// passes it), and Path relative to the directory of metadataPath. Name is
+// left for the caller. A file with the qcow2 magic and a broken header is an
+// error wrapping ErrMalformedQCOW2.
 func DescribeImage(ctx context.Context, imagePath, metadataPath string, algos []string) (Image, error) {
-	format, vsize, err := Inspect(imagePath)
+	// A qcow2 header lies within the first cluster, at most 2 MiB.
+	head := make([]byte, 1<<qcow2MaxCluster)
+	sums, size, n, err := hashFileHead(ctx, imagePath, algos, head)
 	if err != nil {
 		return Image{}, err
 	}
-	sums, size, err := HashFileContext(ctx, imagePath, algos)
+	format, vsize, err := InspectReader(bytes.NewReader(head[:n]), size)
 	if err != nil {
-		return Image{}, err
+		return Image{}, fmt.Errorf("imagemeta: %s: %w", imagePath, err)
 	}
 	rel, err := RelativePath(filepath.Dir(metadataPath), imagePath)
 	if err != nil {
