@@ -133,7 +133,7 @@ phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "
 size() { stat -c %s "$1"; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
-sw=() cw=() ss=() cs_=() cp=() fl=() hr=()
+sw=() cw=() ss=() cs_=() cp=() fl=() hr=() sp=() cpre=()
 for i in $(seq "$rruns"); do
 	st=$(packer_build "stock-realsize-$i" stock.pkr.hcl -only=qemu.realsize -var "output=$work/stock-realsize-$i" \
 		-var "accelerator=$accel" -var "data=$data" -var "layers=$layers")
@@ -160,6 +160,10 @@ for i in $(seq "$rruns"); do
 	cat "$cout" >/dev/null
 	h_go=$("$work/hashbench" -file "$cout" -algos sha256,sha512 | sed -n 's/^seconds=//p')
 	h_sum=$(timeit sha256sum "$cout")
+	# Up to the power-off: the guest's own boot and the same provisioning,
+	# which no builder can shorten under one accelerator.
+	s_pre=$s_halt c_pre=$(awk -v a="$ck" -v b="$c_post" 'BEGIN { print a - b }')
+	sp+=("$s_pre") cpre+=("$c_pre")
 	sw+=("$st") cw+=("$ck") ss+=("$(size "$sout")") cs_+=("$(size "$cout")") cp+=("$c_post") fl+=("$floor")
 	hr+=("$(awk -v a="$h_sum" -v b="$h_go" 'BEGIN { printf "%.2f", a / b }')")
 	printf 'run %d: stock qemu v1.0.9 %6.1fs  post-boot: shutdown %ds, image written %ds (1 s steps)  output %s\n' \
@@ -167,6 +171,7 @@ for i in $(seq "$rruns"); do
 	printf '       cloudimg-kvm      %6.1fs  post-boot: shutdown %.1fs, image written %.1fs, metadata written %ds (1 s steps)  output %s\n' \
 		"$ck" "$c_shut" "$c_conv" "$c_meta" "$(numfmt --to=iec "$(size "$cout")")"
 	printf '       %s\n' "$(phases "realsize-$i")"
+	printf '       up to the power-off: stock %ds, cloudimg-kvm %.1fs\n' "$s_pre" "$c_pre"
 	printf '       guest:%s\n' "$(grep -o 'bench: the provisioning wrote .*' "$work/realsize-$i.out" | head -n 1 | cut -c 7-)"
 	printf '       floor: convert -c zstd %.1fs + sha256sum %.1fs = %.1fs  (%s)\n' "$f_conv" "$f_sum" "$floor" "$(numfmt --to=iec "$(size "$work/floor-out.qcow2")")"
 	printf '       hashing %s MB: sha256+sha512 one pass %s MB/s, sha256sum %s MB/s\n' \
@@ -177,6 +182,9 @@ for i in $(seq "$rruns"); do
 	rm -rf "$work/stock-realsize-$i" "$work/realsize-$i" "$work/floor-in.qcow2" "$work/floor-out.qcow2"
 done
 printf 'median: wall stock %.1fs, cloudimg-kvm %.1fs, ratio %s (goal <= 0.6)\n' "$(median "${sw[@]}")" "$(median "${cw[@]}")" "$(ratio "$(median "${cw[@]}")" "$(median "${sw[@]}")")"
+printf '        up to the power-off: stock %.1fs, cloudimg-kvm %.1fs; after it: stock %.1fs, cloudimg-kvm %.1fs\n' \
+	"$(median "${sp[@]}")" "$(median "${cpre[@]}")" "$(awk -v a="$(median "${sw[@]}")" -v b="$(median "${sp[@]}")" 'BEGIN { print a - b }')" \
+	"$(median "${cp[@]}")"
 printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(numfmt --to=iec "$(median "${ss[@]}")")" \
 	"$(numfmt --to=iec "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")")"
 printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
