@@ -131,6 +131,8 @@ at() {
 }
 phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "- 0"; } | head -n 1 | cut -d ' ' -f 2; }
 size() { stat -c %s "$1"; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
 sw=() cw=() ss=() cs_=() cp=() fl=() hr=() sp=() cpre=()
@@ -167,17 +169,17 @@ for i in $(seq "$rruns"); do
 	sw+=("$st") cw+=("$ck") ss+=("$(size "$sout")") cs_+=("$(size "$cout")") cp+=("$c_post") fl+=("$floor")
 	hr+=("$(awk -v a="$h_sum" -v b="$h_go" 'BEGIN { printf "%.2f", a / b }')")
 	printf 'run %d: stock qemu v1.0.9 %6.1fs  post-boot: shutdown %ds, image written %ds (1 s steps)  output %s\n' \
-		"$i" "$st" "$(( s_conv - s_halt ))" "$(( s_end - s_conv ))" "$(numfmt --to=iec "$(size "$sout")")"
+		"$i" "$st" "$(( s_conv - s_halt ))" "$(( s_end - s_conv ))" "$(mb "$(size "$sout")")"
 	printf '       cloudimg-kvm      %6.1fs  post-boot: shutdown %.1fs, image written %.1fs, metadata written %ds (1 s steps)  output %s\n' \
-		"$ck" "$c_shut" "$c_conv" "$c_meta" "$(numfmt --to=iec "$(size "$cout")")"
+		"$ck" "$c_shut" "$c_conv" "$c_meta" "$(mb "$(size "$cout")")"
 	printf '       %s\n' "$(phases "realsize-$i")"
 	printf '       up to the power-off: stock %ds, cloudimg-kvm %.1fs\n' "$s_pre" "$c_pre"
 	printf '       guest:%s\n' "$(grep -o 'bench: the provisioning wrote .*' "$work/realsize-$i.out" | head -n 1 | cut -c 7-)"
-	printf '       floor: convert -c zstd %.1fs + sha256sum %.1fs = %.1fs  (%s)\n' "$f_conv" "$f_sum" "$floor" "$(numfmt --to=iec "$(size "$work/floor-out.qcow2")")"
+	printf '       floor: convert -c zstd %.1fs + sha256sum %.1fs = %.1fs  (%s)\n' "$f_conv" "$f_sum" "$floor" "$(mb "$(size "$work/floor-out.qcow2")")"
 	printf '       hashing %s MB: sha256+sha512 one pass %s MB/s, sha256sum %s MB/s\n' \
 		"$(( $(size "$cout") / 1000000 ))" "$(rate "$(size "$cout")" "$h_go")" "$(rate "$(size "$cout")" "$h_sum")"
 	printf '       ratios: wall %s, output size %s, post-boot/floor %s (without shutdown %s), hashing %sx\n' \
-		"$(ratio "$ck" "$st")" "$(ratio "$(size "$cout")" "$(size "$sout")")" "$(ratio "$c_post" "$floor")" \
+		"$(ratio "$ck" "$st")" "$(ratio3 "$(size "$cout")" "$(size "$sout")")" "$(ratio "$c_post" "$floor")" \
 		"$(ratio "$(awk -v a="$c_conv" -v c="$c_meta" 'BEGIN { print a + c }')" "$floor")" "${hr[-1]}"
 	rm -rf "$work/stock-realsize-$i" "$work/realsize-$i" "$work/floor-in.qcow2" "$work/floor-out.qcow2"
 done
@@ -185,8 +187,8 @@ printf 'median: wall stock %.1fs, cloudimg-kvm %.1fs, ratio %s (goal <= 0.6)\n' 
 printf '        up to the power-off: stock %.1fs, cloudimg-kvm %.1fs; after it: stock %.1fs, cloudimg-kvm %.1fs\n' \
 	"$(median "${sp[@]}")" "$(median "${cpre[@]}")" "$(awk -v a="$(median "${sw[@]}")" -v b="$(median "${sp[@]}")" 'BEGIN { print a - b }')" \
 	"$(median "${cp[@]}")"
-printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(numfmt --to=iec "$(median "${ss[@]}")")" \
-	"$(numfmt --to=iec "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")")"
+printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(mb "$(median "${ss[@]}")")" \
+	"$(mb "$(median "${cs_[@]}")")" "$(ratio3 "$(median "${cs_[@]}")" "$(median "${ss[@]}")")"
 printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
 printf '        hashing sha256+sha512 against sha256sum %.2fx (goal >= 1.5)\n' "$(median "${hr[@]}")"
 fi
