@@ -4,7 +4,7 @@
 // For each image file a build produced it can
 //
 //   - hash the file with several digests in a single read pass (HashFile),
-//   - recognise its format and virtual size (Inspect),
+//   - recognise its format and virtual size (InspectReader, from the same read as the checksums),
 //   - describe it, its source, its build and the VCS state of the template
 //     in a versioned, deterministic JSON document (Metadata, WriteMetadata,
 //     GitInfo),

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
-// Image format names returned by Inspect.
+// Image format names returned by InspectReader.
 const (
 	FormatQCOW2 = "qcow2"
 	FormatRaw   = "raw"
@@ -28,7 +27,7 @@ const (
 	qcow2MaxBackingName = 1023
 )
 
-// ErrMalformedQCOW2 is wrapped by the errors Inspect and ParseQCOW2Header
+// ErrMalformedQCOW2 is wrapped by the errors InspectReader and ParseQCOW2Header
 // return for a file that starts with the qcow2 magic but whose header is not
 // a valid qcow2 version 2 or 3 header.
 var ErrMalformedQCOW2 = errors.New("malformed qcow2 header")
@@ -149,33 +148,12 @@ func ParseQCOW2Header(b []byte) (*QCOW2Header, error) {
 	return h, nil
 }
 
-// Inspect reports the format of the image file at path and its virtual
-// size in bytes: for qcow2 (version 2 or 3, recognised by the magic
-// "QFI\xfb") the disk size recorded in the header, after validating the
-// header; for anything else format "raw" and the file size. A file that
-// carries the qcow2 magic but a broken header is an error wrapping
-// ErrMalformedQCOW2, never silently reported as raw.
-func Inspect(path string) (format string, virtualSize uint64, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", 0, err
-	}
-	if fi.IsDir() {
-		return "", 0, fmt.Errorf("imagemeta: %s is a directory, not an image file", path)
-	}
-	format, virtualSize, err = InspectReader(f, fi.Size())
-	if err != nil {
-		return "", 0, fmt.Errorf("imagemeta: %s: %w", path, err)
-	}
-	return format, virtualSize, nil
-}
-
-// InspectReader is Inspect for an image of the given size read through r.
+// InspectReader reports the format of an image of the given size, read
+// through r, and its virtual size in bytes: for qcow2 (version 2 or 3,
+// recognised by the magic "QFI\xfb") the disk size recorded in the header,
+// after validating the header; for anything else format "raw" and the size.
+// An image that carries the qcow2 magic but a broken header is an error
+// wrapping ErrMalformedQCOW2, never silently reported as raw.
 func InspectReader(r io.ReaderAt, size int64) (format string, virtualSize uint64, err error) {
 	// The header must fit in the first cluster, at most 2 MiB; in
 	// practice header_length is a few hundred bytes, so read 4 KiB and

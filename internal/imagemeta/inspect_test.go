@@ -2,6 +2,7 @@ package imagemeta
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -33,13 +34,13 @@ func TestInspectQemuFixtures(t *testing.T) {
 		{"zstd.qcow2", 3, 12, 512 << 20, 112, false},
 	} {
 		p := filepath.Join("testdata", tc.file)
-		format, vsize, err := Inspect(p)
+		im, err := DescribeImage(context.Background(), p, p+".json", []string{"sha256"})
 		if err != nil {
-			t.Errorf("Inspect(%s): %v", tc.file, err)
+			t.Errorf("DescribeImage(%s): %v", tc.file, err)
 			continue
 		}
-		if format != FormatQCOW2 || vsize != tc.size {
-			t.Errorf("Inspect(%s) = %s, %d; want qcow2, %d", tc.file, format, vsize, tc.size)
+		if im.Format != FormatQCOW2 || im.VirtualSizeBytes != tc.size {
+			t.Errorf("DescribeImage(%s) = %s, %d; want qcow2, %d", tc.file, im.Format, im.VirtualSizeBytes, tc.size)
 		}
 		b, _ := os.ReadFile(p)
 		h, err := ParseQCOW2Header(b)
@@ -54,21 +55,25 @@ func TestInspectQemuFixtures(t *testing.T) {
 
 func TestInspectRaw(t *testing.T) {
 	dir := t.TempDir()
-	for _, data := range [][]byte{nil, []byte("QF"), []byte("QFI\xfa and more bytes"), bytes.Repeat([]byte{0}, 10000)} {
+	describe := func(p string) (Image, error) {
+		return DescribeImage(context.Background(), p, p+".json", []string{"sha256"})
+	}
+	// The last is larger than the first cluster DescribeImage keeps.
+	for _, data := range [][]byte{nil, []byte("QF"), []byte("QFI\xfa and more bytes"), bytes.Repeat([]byte{0}, 10000), bytes.Repeat([]byte{7}, 3<<20)} {
 		p := filepath.Join(dir, "raw.img")
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		format, vsize, err := Inspect(p)
-		if err != nil || format != FormatRaw || vsize != uint64(len(data)) {
-			t.Errorf("Inspect(%q...) = %s, %d, %v; want raw, %d", data[:min(len(data), 8)], format, vsize, err, len(data))
+		im, err := describe(p)
+		if err != nil || im.Format != FormatRaw || im.VirtualSizeBytes != uint64(len(data)) {
+			t.Errorf("DescribeImage(%q...) = %s, %d, %v; want raw, %d", data[:min(len(data), 8)], im.Format, im.VirtualSizeBytes, err, len(data))
 		}
 	}
-	if _, _, err := Inspect(dir); err == nil {
-		t.Error("Inspect(directory): want error")
+	if _, err := describe(dir); err == nil {
+		t.Error("DescribeImage(directory): want error")
 	}
-	if _, _, err := Inspect(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Inspect(missing) err = %v", err)
+	if _, err := describe(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("DescribeImage(missing) err = %v", err)
 	}
 }
 
@@ -112,9 +117,9 @@ func TestInspectMalformed(t *testing.T) {
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, _, err := Inspect(p)
+			_, err := DescribeImage(context.Background(), p, p+".json", []string{"sha256"})
 			if !errors.Is(err, ErrMalformedQCOW2) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
-				t.Errorf("Inspect = %v; want ErrMalformedQCOW2 mentioning %q and the path", err, tc.want)
+				t.Errorf("DescribeImage = %v; want ErrMalformedQCOW2 mentioning %q and the path", err, tc.want)
 			}
 		})
 	}

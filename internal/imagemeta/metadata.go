@@ -47,7 +47,7 @@ type Image struct {
 	// Path is the image path relative to the directory of the metadata
 	// file, slash-separated.
 	Path string `json:"path"`
-	// Format is "qcow2" or "raw" (see Inspect).
+	// Format is "qcow2" or "raw" (see InspectReader).
 	Format string `json:"format"`
 	// SizeBytes is the size of the file.
 	SizeBytes int64 `json:"size_bytes"`
@@ -204,7 +204,7 @@ func WriteFile(path string, data []byte) error {
 
 // DescribeImage fills an Image for the file at imagePath from one read of
 // it: size and checksums (HashFile with algos), format and virtual size
-// (Inspect's rules, applied to the file's first cluster as the hashing read
+// (InspectReader, applied to the file's first cluster as the hashing read
 // passes it), and Path relative to the directory of metadataPath. Name is
 // left for the caller. A file with the qcow2 magic and a broken header is an
 // error wrapping ErrMalformedQCOW2.
