@@ -69,7 +69,8 @@ runs=${BENCH_RUNS:-3}
 only=" ${BENCH_ONLY:-seedjob floor hash realsize} "
 want() { [[ $only == *" $1 "* ]]; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# ratio A B [DECIMALS]: A / B, to DECIMALS places (default 2).
+ratio() { awk -v a="$1" -v b="$2" -v f="%.${3:-2}f" 'BEGIN { printf f, a / b }'; }
 
 echo "== $(nproc) CPUs, accelerator $accel, image $(basename "$image"), $runs runs of each build, alternating"
 echo "   (emulated boots vary by several seconds from run to run: compare the medians)"
@@ -132,7 +133,6 @@ at() {
 phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "- 0"; } | head -n 1 | cut -d ' ' -f 2; }
 size() { stat -c %s "$1"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
-ratio3() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
 sw=() cw=() ss=() cs_=() cp=() fl=() hr=() sp=() cpre=()
@@ -179,7 +179,7 @@ for i in $(seq "$rruns"); do
 	printf '       hashing %s MB: sha256+sha512 one pass %s MB/s, sha256sum %s MB/s\n' \
 		"$(( $(size "$cout") / 1000000 ))" "$(rate "$(size "$cout")" "$h_go")" "$(rate "$(size "$cout")" "$h_sum")"
 	printf '       ratios: wall %s, output size %s, post-boot/floor %s (without shutdown %s), hashing %sx\n' \
-		"$(ratio "$ck" "$st")" "$(ratio3 "$(size "$cout")" "$(size "$sout")")" "$(ratio "$c_post" "$floor")" \
+		"$(ratio "$ck" "$st")" "$(ratio "$(size "$cout")" "$(size "$sout")" 3)" "$(ratio "$c_post" "$floor")" \
 		"$(ratio "$(awk -v a="$c_conv" -v c="$c_meta" 'BEGIN { print a + c }')" "$floor")" "${hr[-1]}"
 	rm -rf "$work/stock-realsize-$i" "$work/realsize-$i" "$work/floor-in.qcow2" "$work/floor-out.qcow2"
 done
@@ -188,7 +188,7 @@ printf '        up to the power-off: stock %.1fs, cloudimg-kvm %.1fs; after it: 
 	"$(median "${sp[@]}")" "$(median "${cpre[@]}")" "$(awk -v a="$(median "${sw[@]}")" -v b="$(median "${sp[@]}")" 'BEGIN { print a - b }')" \
 	"$(median "${cp[@]}")"
 printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(mb "$(median "${ss[@]}")")" \
-	"$(mb "$(median "${cs_[@]}")")" "$(ratio3 "$(median "${cs_[@]}")" "$(median "${ss[@]}")")"
+	"$(mb "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")" 3)"
 printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
 printf '        hashing sha256+sha512 against sha256sum %.2fx (goal >= 1.5)\n' "$(median "${hr[@]}")"
 fi
