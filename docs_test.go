@@ -13,6 +13,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/image"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/repository"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/metadata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/oci"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/provisioner/cloudinitreset"
 )
 
@@ -29,6 +30,7 @@ func TestEveryOptionIsDocumented(t *testing.T) {
 		{".web-docs/components/builder/kvm/README.md", new(kvm.Builder).ConfigSpec()},
 		{".web-docs/components/provisioner/cloudinit-reset/README.md", new(cloudinitreset.Provisioner).ConfigSpec()},
 		{".web-docs/components/post-processor/metadata/README.md", new(metadata.PostProcessor).ConfigSpec()},
+		{".web-docs/components/post-processor/oci/README.md", new(oci.PostProcessor).ConfigSpec()},
 		{".web-docs/components/data-source/image/README.md", dataSourceSpec(new(image.Datasource))},
 		{".web-docs/components/data-source/repository/README.md", dataSourceSpec(new(repository.Datasource))},
 	} {

@@ -17,6 +17,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/image"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/datasource/repository"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/metadata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/post-processor/oci"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/provisioner/cloudinitreset"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
@@ -41,6 +42,7 @@ func newPluginSet() *plugin.Set {
 	pps.RegisterBuilder("kvm", new(kvm.Builder))
 	pps.RegisterProvisioner("cloudinit-reset", new(cloudinitreset.Provisioner))
 	pps.RegisterPostProcessor("metadata", new(metadata.PostProcessor))
+	pps.RegisterPostProcessor("oci", new(oci.PostProcessor))
 	pps.RegisterDatasource("image", new(image.Datasource))
 	pps.RegisterDatasource("repository", new(repository.Datasource))
 	pps.SetVersion(version.PluginVersion)

@@ -20,6 +20,11 @@ integration {
     slug = "metadata"
   }
   component {
+    type = "post-processor"
+    name = "OCI registry push"
+    slug = "oci"
+  }
+  component {
     type = "data-source"
     name = "Cloud image"
     slug = "image"

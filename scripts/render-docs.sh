@@ -18,7 +18,7 @@ strip_front_matter() {
 }
 
 strip_front_matter "$tmp/docs/README.md" > .web-docs/README.md
-for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata datasources/image datasources/repository; do
+for page in builders/kvm provisioners/cloudinit-reset post-processors/metadata post-processors/oci datasources/image datasources/repository; do
 	kind=${page%%s/*}
 	# The registry's folder for data sources is data-source.
 	if [ "$kind" = datasource ]; then kind=data-source; fi
@@ -48,6 +48,11 @@ integration {
     type = "post-processor"
     name = "Image metadata"
     slug = "metadata"
+  }
+  component {
+    type = "post-processor"
+    name = "OCI registry push"
+    slug = "oci"
   }
   component {
     type = "data-source"

@@ -12,6 +12,8 @@ package artifactstate
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -107,4 +109,26 @@ func ParseFacts(s string) (*Facts, error) {
 		return nil, fmt.Errorf("the guest facts are not valid JSON: %w", err)
 	}
 	return &f, nil
+}
+
+// DocumentSuffixes end the names of the documents the cloudimg-metadata
+// post-processor writes beside an image: its metadata, SBOM (CycloneDX,
+// SPDX) and provenance.
+var DocumentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json"}
+
+// ImageFiles are the image files among an artifact's files: the artifact's
+// id alone when it is one of its files (a cloudimg-kvm artifact, whose
+// other file is the UEFI variables store), else every file whose name ends
+// in none of DocumentSuffixes.
+func ImageFiles(files []string, id string) []string {
+	if slices.Contains(files, id) {
+		return []string{id}
+	}
+	var out []string
+	for _, f := range files {
+		if !slices.ContainsFunc(DocumentSuffixes, func(s string) bool { return strings.HasSuffix(f, s) }) {
+			out = append(out, f)
+		}
+	}
+	return out
 }

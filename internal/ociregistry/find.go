@@ -28,8 +28,8 @@ type Entry struct {
 	Layout string
 	// The annotations' values (see the Annotation* constants).
 	Name, SHA256, File, Format, Arch, Firmware, BuildID, SourceURL string
-	Labels                                                          map[string]string
-	Created                                                         time.Time
+	Labels                                                         map[string]string
+	Created                                                        time.Time
 }
 
 // List returns every image of the repository that this package pushed

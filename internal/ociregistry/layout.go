@@ -127,15 +127,15 @@ type Image struct {
 // constants); empty values are left out.
 func (im *Image) Annotations(sha string) map[string]string {
 	a := map[string]string{
-		ocispec.AnnotationCreated: im.Created.UTC().Format(time.RFC3339),
-		AnnotationName:            im.Name,
-		AnnotationSHA256:          sha,
-		AnnotationFile:            fileName(im.Path),
-		AnnotationFormat:          im.Format,
-		AnnotationArch:            im.Arch,
-		AnnotationFirmware:        im.Firmware,
-		AnnotationBuildID:         im.BuildID,
-		AnnotationSourceURL:       im.SourceURL,
+		ocispec.AnnotationCreated:  im.Created.UTC().Format(time.RFC3339),
+		AnnotationName:             im.Name,
+		AnnotationSHA256:           sha,
+		AnnotationFile:             fileName(im.Path),
+		AnnotationFormat:           im.Format,
+		AnnotationArch:             im.Arch,
+		AnnotationFirmware:         im.Firmware,
+		AnnotationBuildID:          im.BuildID,
+		AnnotationSourceURL:        im.SourceURL,
 		ocispec.AnnotationRevision: im.Revision,
 		ocispec.AnnotationSource:   im.VCSSource,
 	}
