@@ -26,6 +26,8 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
 )
 
 // DefaultTimeout bounds reading the index and the metadata unless
@@ -41,8 +43,18 @@ type Config struct {
 	// The image repository: its directory (relative to where Packer runs),
 	// a `file://` URL, or the `https://` or `http://` URL of the directory
 	// or of its `index.json` — what the `cloudimg-metadata`
-	// post-processor's `repository` wrote, served as it is.
+	// post-processor's `repository` wrote, served as it is; or a registry
+	// repository that the `cloudimg-oci` post-processor pushed to,
+	// `oci://host[:port]/path` (the images and their labels are then read
+	// from the manifests' annotations).
 	Repository string `mapstructure:"repository" required:"true"`
+	// Registry access for an `oci://` repository (see the options below).
+	ociconfig.Config `mapstructure:",squash"`
+	// For an `oci://` repository: the architecture the image must be for,
+	// `amd64` or `arm64`; `url` then names that platform's manifest even
+	// when a tag names a multi-platform index. Default: any (the newest
+	// image of any architecture).
+	Arch string `mapstructure:"arch"`
 	// The image name to find: the post-processor's `image_name` (by
 	// default the name of the `source` block that built it).
 	ImageName string `mapstructure:"image_name" required:"true"`
@@ -57,12 +69,15 @@ type Config struct {
 // DatasourceOutput is the newest matching image.
 type DatasourceOutput struct {
 	// Where the image is, for `iso_url`: an absolute file path for a
-	// repository directory, else the image's URL (its path resolved against
-	// the repository URL).
+	// repository directory, the image's URL (its path resolved against
+	// the repository URL) for an http(s) one, and for an `oci://` one its
+	// manifest by digest, `oci://host/path@sha256:<manifest digest>`, which
+	// the cloudimg-kvm builder pulls.
 	URL string `mapstructure:"url"`
 	// `sha256:<hex>`, for `iso_checksum`.
 	Checksum string `mapstructure:"checksum"`
-	// The image's path inside the repository, as `index.json` lists it.
+	// The image's path inside the repository, as `index.json` lists it;
+	// for `oci://`, the disk's file name.
 	Path string `mapstructure:"path"`
 	// All the image's labels.
 	Labels map[string]string `mapstructure:"labels"`
@@ -79,7 +94,9 @@ type DatasourceOutput struct {
 	// output is not known yet).
 	Firmware string `mapstructure:"firmware"`
 	// Where the image's metadata document is (path or URL); empty when the
-	// repository has none for it. The outputs below come from it.
+	// repository has none for it (and for `oci://`, where `source_url`
+	// comes from the manifest's annotations and the `os_*` outputs are
+	// empty). The outputs below come from it.
 	MetadataURL string `mapstructure:"metadata_url"`
 	// The URL of the image the build started from (its `source.url`).
 	SourceURL string `mapstructure:"source_url"`
@@ -131,7 +148,13 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 		add("repository: required (the repository directory or its http(s) URL)")
 	case unknownValue: // checked when known, in Execute
 	default:
-		if _, err := imagemeta.ParseLocation(c.Repository); err != nil {
+		if ociregistry.IsReference(c.Repository) {
+			if ref, err := ociregistry.ParseReference(c.Repository); err != nil {
+				add("repository: %v", err)
+			} else if ref.Reference != "" {
+				add("repository: %q names a tag or digest: give the repository alone", c.Repository)
+			}
+		} else if _, err := imagemeta.ParseLocation(c.Repository); err != nil {
 			add("repository: %v", strings.TrimPrefix(err.Error(), "imagemeta: "))
 		}
 	}
@@ -142,6 +165,14 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 		if strings.TrimSpace(k) == "" {
 			add("labels: empty label name")
 		}
+	}
+	switch c.Arch {
+	case "", "amd64", "arm64", unknownValue:
+	default:
+		add("arch: %q is not amd64 or arm64", c.Arch)
+	}
+	for _, err := range c.Config.Validate() {
+		errs = packersdk.MultiErrorAppend(errs, err)
 	}
 	if errs != nil && len(errs.Errors) > 0 {
 		return errs
@@ -158,7 +189,13 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	if client == nil {
 		client = newHTTPClient()
 	}
-	out, err := find(ctx, client, c.Repository, c.ImageName, c.Labels)
+	var out DatasourceOutput
+	var err error
+	if ociregistry.IsReference(c.Repository) {
+		out, err = findOCI(ctx, &c)
+	} else {
+		out, err = find(ctx, client, c.Repository, c.ImageName, c.Labels)
+	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w (timeout %s)", err, c.Timeout)
@@ -224,6 +261,38 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 		if err := json.Unmarshal(m.Guest, &g); err == nil {
 			out.OSID, out.OSVersionID, out.OSName = g.OSRelease["ID"], g.OSRelease["VERSION_ID"], g.OSRelease["PRETTY_NAME"]
 		}
+	}
+	return out, nil
+}
+
+// findOCI is find for an oci:// repository: the newest image of the name,
+// labels and arch among the manifests cloudimg-oci pushed, from their
+// annotations. url names its platform manifest by digest.
+func findOCI(ctx context.Context, c *Config) (DatasourceOutput, error) {
+	ref, err := ociregistry.ParseReference(c.Repository)
+	if err != nil {
+		return DatasourceOutput{}, fmt.Errorf("repository: %w", err)
+	}
+	client, err := ociregistry.Open(ref, c.Config.Options())
+	if err != nil {
+		return DatasourceOutput{}, err
+	}
+	e, err := client.Newest(ctx, c.ImageName, c.Labels, c.Arch)
+	if err != nil {
+		return DatasourceOutput{}, err
+	}
+	out := DatasourceOutput{
+		URL:        e.Ref.URL(),
+		Checksum:   "sha256:" + e.SHA256,
+		Path:       e.File,
+		Labels:     e.Labels,
+		FinishedAt: e.Created.UTC().Format(time.RFC3339),
+		BuildID:    e.BuildID,
+		Firmware:   e.Firmware,
+		SourceURL:  e.SourceURL,
+	}
+	if out.Labels == nil {
+		out.Labels = map[string]string{}
 	}
 	return out, nil
 }

@@ -11,6 +11,11 @@ import (
 // Where the contents of a field with a `mapstructure:,squash` tag are bubbled up.
 type FlatConfig struct {
 	Repository *string           `mapstructure:"repository" required:"true" cty:"repository" hcl:"repository"`
+	Username   *string           `mapstructure:"username" cty:"username" hcl:"username"`
+	Password   *string           `mapstructure:"password" cty:"password" hcl:"password"`
+	CAFile     *string           `mapstructure:"ca_file" cty:"ca_file" hcl:"ca_file"`
+	PlainHTTP  *bool             `mapstructure:"plain_http" cty:"plain_http" hcl:"plain_http"`
+	Arch       *string           `mapstructure:"arch" cty:"arch" hcl:"arch"`
 	ImageName  *string           `mapstructure:"image_name" required:"true" cty:"image_name" hcl:"image_name"`
 	Labels     map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
 	Timeout    *string           `mapstructure:"timeout" cty:"timeout" hcl:"timeout"`
@@ -29,6 +34,11 @@ func (*Config) FlatMapstructure() interface{ HCL2Spec() map[string]hcldec.Spec }
 func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 	s := map[string]hcldec.Spec{
 		"repository": &hcldec.AttrSpec{Name: "repository", Type: cty.String, Required: false},
+		"username":   &hcldec.AttrSpec{Name: "username", Type: cty.String, Required: false},
+		"password":   &hcldec.AttrSpec{Name: "password", Type: cty.String, Required: false},
+		"ca_file":    &hcldec.AttrSpec{Name: "ca_file", Type: cty.String, Required: false},
+		"plain_http": &hcldec.AttrSpec{Name: "plain_http", Type: cty.Bool, Required: false},
+		"arch":       &hcldec.AttrSpec{Name: "arch", Type: cty.String, Required: false},
 		"image_name": &hcldec.AttrSpec{Name: "image_name", Type: cty.String, Required: false},
 		"labels":     &hcldec.AttrSpec{Name: "labels", Type: cty.Map(cty.String), Required: false},
 		"timeout":    &hcldec.AttrSpec{Name: "timeout", Type: cty.String, Required: false},
