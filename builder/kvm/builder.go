@@ -15,6 +15,7 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
 )
 
 // BuilderID is the artifact's BuilderId.
@@ -73,14 +74,18 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	var steps []multistep.Step
 	steps = append(steps, &stepPrepare{},
 		&communicator.StepSSHKeyGen{CommConf: &cfg.Comm, SSHTemporaryKeyPair: cfg.Comm.SSHTemporaryKeyPair})
-	steps = append(steps, phase("download", &commonsteps.StepDownload{
+	var download multistep.Step = &commonsteps.StepDownload{
 		Checksum:    cfg.ISOChecksum,
 		Description: "source image",
 		ResultKey:   "iso_path",
 		Url:         cfg.ISOUrls,
 		Extension:   cfg.TargetExtension,
 		TargetPath:  cfg.TargetPath,
-	})...)
+	}
+	if ociregistry.IsReference(cfg.ISOUrls[0]) {
+		download = &stepFetchOCI{}
+	}
+	steps = append(steps, phase("download", download)...)
 	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
 		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
 	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{
@@ -131,6 +136,9 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	}
 	if v, ok := state.GetOk("efivars_path"); ok {
 		a.files = append(a.files, v.(string))
+	}
+	if info, ok := state.GetOk("source_image"); ok {
+		a.state[artifactstate.SourceImage] = info
 	}
 	if facts, ok := state.GetOk("guest_facts"); ok {
 		a.state[artifactstate.GuestFacts] = facts

@@ -23,6 +23,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 )
 
@@ -44,6 +45,12 @@ type Config struct {
 	commonsteps.CDConfig           `mapstructure:",squash"`
 	shutdowncommand.ShutdownConfig `mapstructure:",squash"`
 	Comm                           communicator.Config `mapstructure:",squash"`
+	// Registry access for `iso_url = "oci://host/repo@sha256:…"` (an image
+	// the cloudimg-oci post-processor pushed, as the cloudimg-repository
+	// data source outputs it): the disk is pulled, checked against
+	// `iso_checksum` (`sha256:…` or `none`) and its own sha256 annotation,
+	// and cached by that sha256 in Packer's cache.
+	OCI ociconfig.Config `mapstructure:",squash"`
 
 	// Directory that receives the image. Default `output-<build name>`.
 	// Unlike the stock builder, an existing directory is not an error: several
@@ -259,6 +266,7 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 			add("iso_url/iso_checksum: %v", e)
 		}
 	}
+	errs = packersdk.MultiErrorAppend(errs, c.OCI.Validate()...)
 	errs = packersdk.MultiErrorAppend(errs, c.HTTPConfig.Prepare(&c.ctx)...)
 	errs = packersdk.MultiErrorAppend(errs, c.ShutdownConfig.Prepare(&c.ctx)...)
 

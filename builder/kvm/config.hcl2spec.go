@@ -84,6 +84,10 @@ type FlatConfig struct {
 	WinRMUseSSL               *bool             `mapstructure:"winrm_use_ssl" cty:"winrm_use_ssl" hcl:"winrm_use_ssl"`
 	WinRMInsecure             *bool             `mapstructure:"winrm_insecure" cty:"winrm_insecure" hcl:"winrm_insecure"`
 	WinRMUseNTLM              *bool             `mapstructure:"winrm_use_ntlm" cty:"winrm_use_ntlm" hcl:"winrm_use_ntlm"`
+	Username                  *string           `mapstructure:"username" cty:"username" hcl:"username"`
+	Password                  *string           `mapstructure:"password" cty:"password" hcl:"password"`
+	CAFile                    *string           `mapstructure:"ca_file" cty:"ca_file" hcl:"ca_file"`
+	PlainHTTP                 *bool             `mapstructure:"plain_http" cty:"plain_http" hcl:"plain_http"`
 	OutputDir                 *string           `mapstructure:"output_directory" cty:"output_directory" hcl:"output_directory"`
 	VMName                    *string           `mapstructure:"vm_name" cty:"vm_name" hcl:"vm_name"`
 	Format                    *string           `mapstructure:"format" cty:"format" hcl:"format"`
@@ -214,6 +218,10 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"winrm_use_ssl":                &hcldec.AttrSpec{Name: "winrm_use_ssl", Type: cty.Bool, Required: false},
 		"winrm_insecure":               &hcldec.AttrSpec{Name: "winrm_insecure", Type: cty.Bool, Required: false},
 		"winrm_use_ntlm":               &hcldec.AttrSpec{Name: "winrm_use_ntlm", Type: cty.Bool, Required: false},
+		"username":                     &hcldec.AttrSpec{Name: "username", Type: cty.String, Required: false},
+		"password":                     &hcldec.AttrSpec{Name: "password", Type: cty.String, Required: false},
+		"ca_file":                      &hcldec.AttrSpec{Name: "ca_file", Type: cty.String, Required: false},
+		"plain_http":                   &hcldec.AttrSpec{Name: "plain_http", Type: cty.Bool, Required: false},
 		"output_directory":             &hcldec.AttrSpec{Name: "output_directory", Type: cty.String, Required: false},
 		"vm_name":                      &hcldec.AttrSpec{Name: "vm_name", Type: cty.String, Required: false},
 		"format":                       &hcldec.AttrSpec{Name: "format", Type: cty.String, Required: false},

@@ -39,7 +39,24 @@ const (
 	// Arch is the guest architecture the image is for, in Debian's terms:
 	// "amd64" or "arm64".
 	Arch = "arch"
+	// SourceImage is the JSON of SourceImageInfo when the build started
+	// from an image pulled from an OCI registry (`iso_url = "oci://…"`):
+	// what the image's annotations said of it.
+	SourceImage = "source_image"
 )
+
+// SourceImageInfo describes a source image pulled from a registry, as
+// the cloudimg-oci post-processor annotated it.
+type SourceImageInfo struct {
+	// Name, SHA256 (of the disk, hex), BuildID (Packer run UUID) and
+	// Labels are the base image's.
+	Name    string            `json:"name"`
+	SHA256  string            `json:"sha256"`
+	BuildID string            `json:"build_id,omitempty"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	// Reference is the manifest pulled, oci://host/repo@sha256:….
+	Reference string `json:"reference"`
+}
 
 // Stater is the part of packersdk.Artifact this package reads.
 type Stater interface {

@@ -214,7 +214,18 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		},
 		Labels: c.Labels,
 	}
-	if u := artifactstate.String(source, artifactstate.SourceImageURL); u != "" {
+	if si, u := artifactstate.String(source, artifactstate.SourceImage), artifactstate.String(source, artifactstate.SourceImageURL); si != "" && u != "" {
+		// A chained build on an image pulled from a registry: what its
+		// annotations said of it, as the builder recorded.
+		var info artifactstate.SourceImageInfo
+		if err := json.Unmarshal([]byte(si), &info); err != nil {
+			return nil, false, false, fmt.Errorf("cloudimg-metadata: the artifact's %s: %v", artifactstate.SourceImage, err)
+		}
+		doc.Source = &imagemeta.Source{
+			URL: u, Checksum: artifactstate.String(source, artifactstate.SourceImageChecksum),
+			ImageName: info.Name, SHA256: info.SHA256, BuildID: info.BuildID, Labels: info.Labels,
+		}
+	} else if u != "" {
 		sum := artifactstate.String(source, artifactstate.SourceImageChecksum)
 		// A chained build: the base image's own metadata names it.
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
