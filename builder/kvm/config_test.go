@@ -270,3 +270,33 @@ func TestPadFirmware(t *testing.T) {
 		t.Error("a firmware larger than the flash was accepted")
 	}
 }
+
+// An oci:// source passes Prepare with a sha256 checksum or none; the
+// registry options are checked with their names.
+func TestPrepareOCISource(t *testing.T) {
+	for _, tc := range []struct {
+		set  map[string]interface{}
+		want string
+	}{
+		{set: map[string]interface{}{"iso_checksum": "sha256:" + strings.Repeat("a", 64)}},
+		{set: map[string]interface{}{"iso_checksum": "none", "plain_http": true}},
+		{set: map[string]interface{}{"iso_checksum": "none", "password": "secret"}, want: "password: set username too"},
+		{set: map[string]interface{}{"iso_checksum": "none", "ca_file": "/nonexistent/ca.pem"}, want: "ca_file:"},
+	} {
+		raw := testConfig(t)
+		raw["iso_url"] = "oci://registry.example.org/team/nodes@sha256:" + strings.Repeat("b", 64)
+		for k, v := range tc.set {
+			raw[k] = v
+		}
+		var c Config
+		_, err := c.Prepare(raw)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.set, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: err %v, want %q", tc.set, err, tc.want)
+		case tc.want != "" && strings.Contains(err.Error(), "secret"):
+			t.Errorf("the password is in the error: %v", err)
+		}
+	}
+}
