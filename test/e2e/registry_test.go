@@ -478,13 +478,15 @@ func writeTestCA(caFile, certFile, keyFile string) error {
 // under its directory (uploads are still buffered in memory), one log line
 // per request in LogPath. It is stopped in t.Cleanup.
 //
-// go-containerregistry v0.22.1 reports each referrer's artifactType as its
-// config's media type even when the manifest has an artifactType of its
-// own (as oras attach and every OCI 1.1 client write it), and ignores the
-// artifactType filter; distribution-spec v1.1 requires the manifest's
-// artifactType, and Harbor and zot give it. A small wrapper corrects the
-// answer and applies the filter (saying so in OCI-Filters-Applied), so the
-// registry answers as those do.
+// go-containerregistry v0.22.1 falls short of distribution-spec v1.1.1 in
+// three ways that a small wrapper (referrersFix) makes up for, so that the
+// registry answers as Harbor and zot do: it sends no OCI-Subject header
+// when it accepts a manifest with a subject (oras-go v2.7.0 decides from
+// that header alone whether the registry serves the referrers API, and
+// without it falls back to the tag schema); it reports each referrer's
+// artifactType as its config's media type even when the manifest has an
+// artifactType of its own (as oras attach and every OCI 1.1 client write
+// it); and it ignores the artifactType filter.
 func startReferrersRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	dir := testDir(t)
@@ -530,14 +532,45 @@ func startReferrersRegistry(t testing.TB) *testRegistry {
 	return r
 }
 
-var referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
+var (
+	referrersPath = regexp.MustCompile(`^/v2/(.+)/referrers/([^/]+)$`)
+	manifestsPath = regexp.MustCompile(`^/v2/(.+)/manifests/([^/]+)$`)
+)
 
-// referrersFix wraps go-containerregistry's handler: in the answers of GET
-// /v2/<name>/referrers/<digest> it puts each manifest's own artifactType
-// (where it has one) in place of its config's media type, and applies the
-// artifactType query filter.
+// referrersFix wraps go-containerregistry's handler: a manifest PUT that
+// the registry accepts gets the OCI-Subject header when the manifest has a
+// subject; in the answers of GET /v2/<name>/referrers/<digest> each
+// manifest's own artifactType (where it has one) replaces its config's
+// media type, and the artifactType query filter is applied.
 func referrersFix(inner http.Handler) http.Handler {
+	replay := func(w http.ResponseWriter, rec *httptest.ResponseRecorder) {
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodPut && manifestsPath.MatchString(req.URL.Path) {
+			body, err := io.ReadAll(req.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			rec := httptest.NewRecorder()
+			inner.ServeHTTP(rec, req)
+			var man struct {
+				Subject *struct {
+					Digest string `json:"digest"`
+				} `json:"subject"`
+			}
+			if rec.Code == http.StatusCreated && json.Unmarshal(body, &man) == nil && man.Subject != nil {
+				rec.Header().Set("OCI-Subject", man.Subject.Digest)
+			}
+			replay(w, rec)
+			return
+		}
 		m := referrersPath.FindStringSubmatch(req.URL.Path)
 		if req.Method != http.MethodGet || m == nil {
 			inner.ServeHTTP(w, req)
@@ -547,11 +580,7 @@ func referrersFix(inner http.Handler) http.Handler {
 		inner.ServeHTTP(rec, req)
 		var idx map[string]any
 		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &idx) != nil {
-			for k, v := range rec.Header() {
-				w.Header()[k] = v
-			}
-			w.WriteHeader(rec.Code)
-			_, _ = w.Write(rec.Body.Bytes())
+			replay(w, rec)
 			return
 		}
 		list, _ := idx["manifests"].([]any)
@@ -606,6 +635,19 @@ const (
 	faultStall
 )
 
+// String names the kind for logs.
+func (k faultKind) String() string {
+	switch k {
+	case faultNone:
+		return "none"
+	case faultCut:
+		return "cut"
+	case faultStall:
+		return "stall"
+	}
+	return fmt.Sprintf("faultKind(%d)", int(k))
+}
+
 // faultMode configures a fault proxy.
 type faultMode struct {
 	Kind faultKind
@@ -655,7 +697,7 @@ func startFaultProxy(t testing.TB, target string, mode faultMode) *faultProxy {
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
-	t.Logf("fault proxy %s -> %s (kind %d after %d bytes)", p.Addr, target, mode.Kind, mode.After)
+	t.Logf("fault proxy %s -> %s (%s after %d bytes)", p.Addr, target, mode.Kind, mode.After)
 	return p
 }
 
@@ -1051,22 +1093,40 @@ func orasManifestDelete(t testing.TB, reg *testRegistry, ref string) error {
 
 // skopeoCopyToOCILayout copies ref (a reference without transport:
 // Host/repo:tag or @digest) from reg with Debian's skopeo into a new OCI
-// image layout under t.TempDir and returns the layout's directory. skopeo
-// gets reg's CA through --src-cert-dir and the credentials through
-// --src-authfile; its signature policy is its own (accept anything), not
-// the host's.
+// image layout under t.TempDir and returns the layout's directory. Note
+// that skopeo (containers/image) compresses uncompressed layers on their
+// way into an OCI layout: to judge what the registry holds, use
+// skopeoCopyToDir.
 func skopeoCopyToOCILayout(t testing.TB, reg *testRegistry, ref string) (string, error) {
+	t.Helper()
+	layout := filepath.Join(t.TempDir(), "layout")
+	return layout, skopeoCopy(t, reg, ref, "oci:"+layout+":copy")
+}
+
+// skopeoCopyToDir copies ref from reg with skopeo into a new directory
+// under t.TempDir (skopeo's dir: transport, which keeps the manifest's bytes
+// and every blob as the registry has them: manifest.json, and each blob in
+// a file named by its digest's hex) and returns the directory.
+func skopeoCopyToDir(t testing.TB, reg *testRegistry, ref string) (string, error) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "dir")
+	return dir, skopeoCopy(t, reg, ref, "dir:"+dir)
+}
+
+// skopeoCopy runs `skopeo copy docker://ref dest` against reg: its CA
+// through --src-cert-dir (or --src-tls-verify=false for plain HTTP), the
+// credentials through --src-authfile, no retries, and a signature policy of
+// its own (accept anything), not the host's.
+func skopeoCopy(t testing.TB, reg *testRegistry, ref, dest string) error {
 	t.Helper()
 	bin, err := exec.LookPath("skopeo")
 	if err != nil {
 		t.Fatalf("skopeo (Debian package skopeo) is not installed: run make deps (%v)", err)
 	}
-	tmp := t.TempDir()
-	policy := filepath.Join(tmp, "policy.json")
+	policy := filepath.Join(t.TempDir(), "policy.json")
 	if err := os.WriteFile(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	layout := filepath.Join(tmp, "layout")
 	args := []string{"--policy", policy, "copy", "--retry-times", "0"}
 	if reg.PlainHTTP {
 		args = append(args, "--src-tls-verify=false")
@@ -1078,11 +1138,9 @@ func skopeoCopyToOCILayout(t testing.TB, reg *testRegistry, ref string) (string,
 	} else {
 		args = append(args, "--src-no-creds")
 	}
-	args = append(args, "docker://"+ref, "oci:"+layout+":copy")
-	if _, err := runClient(context.Background(), t, "", bin, args...); err != nil {
-		return "", err
-	}
-	return layout, nil
+	args = append(args, "docker://"+ref, dest)
+	_, err = runClient(context.Background(), t, "", bin, args...)
+	return err
 }
 
 // ociDescriptor is an OCI content descriptor.
@@ -1117,8 +1175,13 @@ type ociImageConfig struct {
 
 // containerDisk is what inspectContainerDisk read from a copied image.
 type containerDisk struct {
-	LayoutDir      string // the OCI layout skopeo wrote (under t.TempDir)
-	ManifestDigest string // as copied; skopeo keeps manifests of the same format unchanged
+	// CopyDir is skopeo's copy (dir: transport, under t.TempDir): the
+	// registry's manifest bytes in manifest.json, each blob in a file
+	// named by its digest's hex.
+	CopyDir string
+	// ManifestDigest is the sha256 of the manifest as the registry served
+	// it, "sha256:<hex>".
+	ManifestDigest string
 	Manifest       ociManifest
 	Config         ociImageConfig
 	// Entries are the layer's `tar --numeric-owner -tvf` lines.
@@ -1137,44 +1200,43 @@ func checkContainerDisk(t testing.TB, reg *testRegistry, ref, wantFile, wantSHA2
 	return cd
 }
 
-// inspectContainerDisk copies ref from reg with skopeo into an OCI layout
-// and checks, with no code of the plugin: an OCI image manifest with an OCI
-// image config whose os is linux, whose architecture is set and whose one
-// diff_id is the sha256 of the one layer; that layer is an uncompressed tar
-// (application/vnd.oci.image.layer.v1.tar, its digest = its diff_id); GNU
-// `tar --numeric-owner -tvf` lists disk/<wantFile> as a regular file owned
-// 107/107 and readable by its owner, and no regular file outside disk/;
-// the file extracted by tar has sha256 wantSHA256 (hex). The first failed
-// check is returned (an error naming what and where).
+// inspectContainerDisk copies ref from reg with skopeo (skopeoCopyToDir,
+// blobs unchanged) and checks, with no code of the plugin: an OCI image
+// manifest with an OCI image config whose os is linux, whose architecture
+// is set and whose one diff_id is the sha256 of the one layer; that layer
+// is an uncompressed tar (application/vnd.oci.image.layer.v1.tar, its
+// digest = its diff_id); GNU `tar --numeric-owner -tvf` lists
+// disk/<wantFile> as a regular file owned 107/107 and readable by its
+// owner, and no regular file outside disk/; the file extracted by tar has
+// sha256 wantSHA256 (hex). The first failed check is returned (an error
+// naming what and where).
 func inspectContainerDisk(t testing.TB, reg *testRegistry, ref, wantFile, wantSHA256 string) (*containerDisk, error) {
 	t.Helper()
-	layout, err := skopeoCopyToOCILayout(t, reg, ref)
+	dir, err := skopeoCopyToDir(t, reg, ref)
 	if err != nil {
 		return nil, err
 	}
-	cd := &containerDisk{LayoutDir: layout}
-	var index struct {
-		Manifests []ociDescriptor `json:"manifests"`
-	}
-	if err := readJSONFile(filepath.Join(layout, "index.json"), &index); err != nil {
+	cd := &containerDisk{CopyDir: dir}
+	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	if err != nil {
 		return nil, err
 	}
-	if len(index.Manifests) != 1 {
-		return nil, fmt.Errorf("skopeo's layout index lists %d manifests, want 1", len(index.Manifests))
+	cd.ManifestDigest = fmt.Sprintf("sha256:%x", sha256.Sum256(raw))
+	if err := json.Unmarshal(raw, &cd.Manifest); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
 	}
-	md := index.Manifests[0]
-	cd.ManifestDigest = md.Digest
-	if md.MediaType != ociManifestType {
-		return nil, fmt.Errorf("manifest media type %q, want %q", md.MediaType, ociManifestType)
+	if cd.Manifest.MediaType != ociManifestType {
+		return nil, fmt.Errorf("manifest media type %q, want %q", cd.Manifest.MediaType, ociManifestType)
 	}
-	if err := readJSONFile(layoutBlob(layout, md.Digest), &cd.Manifest); err != nil {
-		return nil, err
+	blob := func(digest string) string {
+		_, h, _ := strings.Cut(digest, ":")
+		return filepath.Join(dir, h)
 	}
 	man := cd.Manifest
 	if man.Config.MediaType != ociConfigType {
 		return nil, fmt.Errorf("config media type %q, want %q (an image config: CDI and container runtimes need one)", man.Config.MediaType, ociConfigType)
 	}
-	if err := readJSONFile(layoutBlob(layout, man.Config.Digest), &cd.Config); err != nil {
+	if err := readJSONFile(blob(man.Config.Digest), &cd.Config); err != nil {
 		return nil, err
 	}
 	cfg := cd.Config
@@ -1188,7 +1250,7 @@ func inspectContainerDisk(t testing.TB, reg *testRegistry, ref, wantFile, wantSH
 	if layer.MediaType != ociLayerTarType {
 		return nil, fmt.Errorf("layer media type %q, want %q (uncompressed)", layer.MediaType, ociLayerTarType)
 	}
-	layerPath := layoutBlob(layout, layer.Digest)
+	layerPath := blob(layer.Digest)
 	layerSum, err := sha256File(layerPath)
 	if err != nil {
 		return nil, err
@@ -1245,12 +1307,6 @@ func inspectContainerDisk(t testing.TB, reg *testRegistry, ref, wantFile, wantSH
 	return cd, nil
 }
 
-// layoutBlob is the path of a blob in an OCI layout.
-func layoutBlob(layout, digest string) string {
-	alg, hexSum, _ := strings.Cut(digest, ":")
-	return filepath.Join(layout, "blobs", alg, hexSum)
-}
-
 func readJSONFile(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -1282,6 +1338,31 @@ func errorsAsClient(err error) *clientError {
 		return ce
 	}
 	return nil
+}
+
+// checkSecretAbsent fails the test if `grep -rF` finds secret (e.g. a
+// registry's password) in any file under roots. It looks for the plain
+// text only: Docker's config.json and containers' auth.json hold
+// credentials base64-encoded, which is why the helpers write those under
+// t.TempDir.
+func checkSecretAbsent(t testing.TB, secret string, roots ...string) {
+	t.Helper()
+	if secret == "" {
+		t.Fatal("checkSecretAbsent: empty secret")
+	}
+	cmd := exec.Command("grep", append([]string{"-rlF", "--", secret}, roots...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		t.Errorf("the secret is written in: %s", strings.Join(strings.Fields(string(out)), ", "))
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+		// not found anywhere
+	default:
+		t.Errorf("grep -rlF <secret> %s: %v: %s", strings.Join(roots, " "), err, stderr.String())
+	}
 }
 
 // writeContainerDiskFixture writes, with no code of the plugin, what a
@@ -1439,6 +1520,13 @@ func TestRegistryHarness(t *testing.T) {
 		if _, err := inspectContainerDisk(t, dist, good, "other.qcow2", want); err == nil {
 			t.Errorf("wrong file name accepted")
 		}
+		layout, err := skopeoCopyToOCILayout(t, dist, good)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
+			t.Errorf("skopeo's OCI layout: %v", err)
+		}
 		root := push("root", 0)
 		if _, err := inspectContainerDisk(t, dist, root, "disk.qcow2", want); err == nil || !strings.Contains(err.Error(), containerDiskOwner) {
 			t.Errorf("a disk owned 0/0 accepted: %v", err)
@@ -1537,5 +1625,16 @@ func TestRegistryHarness(t *testing.T) {
 			t.Errorf("the tag of the stalled push exists")
 		}
 	})
+	// The password reached oras only through auth files under t.TempDir:
+	// no registry's files, no log and no test file has it.
+	checkSecretAbsent(t, dist.Password, dist.Dir, distDel.Dir, refs.Dir, dir)
+	planted := filepath.Join(dir, "planted.txt")
+	if err := os.WriteFile(planted, []byte("x"+dist.Password+"x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("grep", "-rlF", "--", dist.Password, dir).Output(); strings.TrimSpace(string(out)) != planted {
+		t.Errorf("grep does not find a planted password (got %q): checkSecretAbsent would prove nothing", out)
+	}
+	os.Remove(planted)
 	t.Logf("registry harness self-test: %s", time.Since(start).Round(time.Millisecond))
 }
