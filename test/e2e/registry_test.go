@@ -63,7 +63,7 @@ const (
 	ociConfigType       = "application/vnd.oci.image.config.v1+json"
 	ociLayerTarType     = "application/vnd.oci.image.layer.v1.tar"
 	containerDiskOwner  = "107/107" // KubeVirt's qemu user and group (uid/gid)
-	registryStartLimit  = 30 * time.Second
+	registryStartLimit  = 60 * time.Second
 	registryStopGrace   = 10 * time.Second
 	registryLogTailSize = 40
 )
