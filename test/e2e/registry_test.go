@@ -1499,20 +1499,21 @@ func TestRegistryHarness(t *testing.T) {
 		data := []byte("not really a qcow2 " + randHex(32))
 		sum := sha256.Sum256(data)
 		want := hex.EncodeToString(sum[:])
-		push := func(tag string, uid int) string {
+		push := func(tag string, uid int) (ref, digest string) {
 			d := t.TempDir()
 			layer, config := writeContainerDiskFixture(t, d, "disk.qcow2", data, uid)
-			ref := dist.Ref("harness/disk", tag)
-			if _, err := runOras(ctx, t, dist, d, "push", ref,
-				"--config", filepath.Base(config)+":"+ociConfigType, filepath.Base(layer)+":"+ociLayerTarType); err != nil {
+			ref = dist.Ref("harness/disk", tag)
+			digest, err := orasDigest(runOras(ctx, t, dist, d, "push", "--format", "json", ref,
+				"--config", filepath.Base(config)+":"+ociConfigType, filepath.Base(layer)+":"+ociLayerTarType))
+			if err != nil {
 				t.Fatal(err)
 			}
-			return ref
+			return ref, digest
 		}
-		good := push("good", 107)
+		good, goodDigest := push("good", 107)
 		cd := checkContainerDisk(t, dist, good, "disk.qcow2", want)
-		if cd.Config.Architecture != "amd64" || len(cd.Entries) != 2 {
-			t.Errorf("containerDisk read back: config %+v, entries %q", cd.Config, cd.Entries)
+		if cd.Config.Architecture != "amd64" || len(cd.Entries) != 2 || cd.ManifestDigest != goodDigest {
+			t.Errorf("containerDisk read back: config %+v, entries %q, manifest %s (pushed %s)", cd.Config, cd.Entries, cd.ManifestDigest, goodDigest)
 		}
 		if _, err := inspectContainerDisk(t, dist, good, "disk.qcow2", strings.Repeat("0", 64)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("wrong sha256 accepted: %v", err)
@@ -1527,7 +1528,7 @@ func TestRegistryHarness(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(layout, "index.json")); err != nil {
 			t.Errorf("skopeo's OCI layout: %v", err)
 		}
-		root := push("root", 0)
+		root, _ := push("root", 0)
 		if _, err := inspectContainerDisk(t, dist, root, "disk.qcow2", want); err == nil || !strings.Contains(err.Error(), containerDiskOwner) {
 			t.Errorf("a disk owned 0/0 accepted: %v", err)
 		}
