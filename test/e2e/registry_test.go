@@ -58,13 +58,22 @@ import (
 
 // Media types the checks below name (OCI image-spec v1.1).
 const (
-	ociManifestType     = "application/vnd.oci.image.manifest.v1+json"
-	ociIndexType        = "application/vnd.oci.image.index.v1+json"
-	ociConfigType       = "application/vnd.oci.image.config.v1+json"
-	ociLayerTarType     = "application/vnd.oci.image.layer.v1.tar"
-	containerDiskOwner  = "107/107" // KubeVirt's qemu user and group (uid/gid)
-	registryStartLimit  = 60 * time.Second
-	registryStopGrace   = 10 * time.Second
+	ociManifestType = "application/vnd.oci.image.manifest.v1+json"
+	ociIndexType    = "application/vnd.oci.image.index.v1+json"
+	ociConfigType   = "application/vnd.oci.image.config.v1+json"
+	ociLayerTarType = "application/vnd.oci.image.layer.v1.tar"
+)
+
+const (
+	// containerDiskOwner is the owner of a containerDisk's file as
+	// `tar --numeric-owner -tv` prints it: KubeVirt's qemu user and group.
+	containerDiskOwner = "107/107"
+	// registryStartLimit bounds the wait for a started registry to answer.
+	registryStartLimit = 60 * time.Second
+	// registryStopGrace is how long a registry has between SIGTERM and SIGKILL.
+	registryStopGrace = 10 * time.Second
+	// registryLogTailSize is how many lines of a registry's log a failed
+	// test shows.
 	registryLogTailSize = 40
 )
 
