@@ -1092,6 +1092,21 @@ func orasManifest(t testing.TB, reg *testRegistry, ref string) ([]byte, error) {
 	return []byte(out), err
 }
 
+// orasResolve returns the digest ("sha256:…") of the manifest ref names,
+// with `oras resolve`.
+func orasResolve(t testing.TB, reg *testRegistry, ref string) (string, error) {
+	t.Helper()
+	out, err := runOras(context.Background(), t, reg, "", "resolve", ref)
+	if err != nil {
+		return "", err
+	}
+	d := strings.TrimSpace(out)
+	if !strings.HasPrefix(d, "sha256:") {
+		return "", fmt.Errorf("oras resolve %s printed %q, not a digest", ref, out)
+	}
+	return d, nil
+}
+
 // orasManifestDelete deletes the manifest ref names with `oras manifest
 // delete --force`.
 func orasManifestDelete(t testing.TB, reg *testRegistry, ref string) error {
@@ -1545,13 +1560,17 @@ func TestRegistryHarness(t *testing.T) {
 
 	t.Run("delete", func(t *testing.T) {
 		ref := dist.Ref(repo, "v1")
-		err := orasManifestDelete(t, dist, ref)
+		before, err := orasResolve(t, dist, ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = orasManifestDelete(t, dist, ref)
 		ce := errorsAsClient(err)
 		if ce == nil || !regexp.MustCompile(`(?i)405|unsupported|not allowed`).MatchString(ce.Stderr) {
 			t.Errorf("delete on a registry without deletion: %v, want a refusal (405)", err)
 		}
-		if _, err := orasManifest(t, dist, ref); err != nil {
-			t.Errorf("after a refused delete: %v", err)
+		if after, err := orasResolve(t, dist, ref); err != nil || after != before {
+			t.Errorf("after a refused delete: %s names %s, %v; want %s as before", ref, after, err, before)
 		}
 		ref = distDel.Ref(repo, "v1")
 		if _, err := orasPushFile(ctx, t, distDel, ref, small, artType, ""); err != nil {
