@@ -89,7 +89,8 @@ type testRegistry struct {
 	// plain_http = true).
 	PlainHTTP bool
 	// CAFile is the PEM certificate of the CA that signed the registry's
-	// certificate (IP SAN 127.0.0.1, DNS SAN localhost); "" with PlainHTTP.
+	// certificate (IP SAN 127.0.0.1, DNS SANs localhost and
+	// proxiedRegistryName); "" with PlainHTTP.
 	CAFile string
 	// CertDir is a directory holding only ca.crt (CAFile's content), the
 	// layout of skopeo's --src-cert-dir and containers' certs.d; "" with
@@ -107,6 +108,9 @@ type testRegistry struct {
 	LogPath string
 	// Delete reports whether the registry allows deletion.
 	Delete bool
+	// ClientEnv is extra environment ("K=V") for client tools that reach
+	// the registry this way (HTTPS_PROXY in a copy made by viaConnectProxy).
+	ClientEnv []string
 }
 
 // registryOpts configures startRegistry.
@@ -137,6 +141,17 @@ func (r *testRegistry) Ref(repo, tagOrDigest string) string {
 func (r *testRegistry) via(addr string) *testRegistry {
 	c := *r
 	c.Host = addr
+	return &c
+}
+
+// viaConnectProxy returns a copy of r that clients reach by
+// proxiedRegistryName through p: Host is p.Host and ClientEnv sets
+// HTTPS_PROXY (and clears NO_PROXY) for the client tools; give a Packer
+// run the same variables.
+func (r *testRegistry) viaConnectProxy(p *connectProxy) *testRegistry {
+	c := *r
+	c.Host = p.Host
+	c.ClientEnv = append(append([]string(nil), r.ClientEnv...), "HTTPS_PROXY="+p.URL, "https_proxy="+p.URL, "NO_PROXY=", "no_proxy=")
 	return &c
 }
 
@@ -418,7 +433,8 @@ func freeLoopbackPort() (int, error) {
 }
 
 // writeTestCA makes a CA (ECDSA P-256, valid one day) and a server
-// certificate signed by it for IP 127.0.0.1 and DNS localhost, and writes
+// certificate signed by it for IP 127.0.0.1 and DNS localhost and
+// proxiedRegistryName, and writes
 // the CA certificate, the server certificate and its key (PKCS#8) as PEM.
 func writeTestCA(caFile, certFile, keyFile string) error {
 	now := time.Now()
@@ -455,7 +471,7 @@ func writeTestCA(caFile, certFile, keyFile string) error {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     []string{"localhost", proxiedRegistryName},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
@@ -908,6 +924,110 @@ func resetConn(c net.Conn) {
 	c.Close()
 }
 
+// proxiedRegistryName is a name that resolves nowhere (.test is reserved,
+// RFC 2606) and that the registry's certificate holds: a client reaches
+// https://proxiedRegistryName:<port> only through a connectProxy, which
+// proves that it honours HTTPS_PROXY. (Go's proxy selection, and so
+// oras-go's, never proxies localhost or a loopback address, so the
+// registry's own address cannot prove it.)
+const proxiedRegistryName = "registry.cloudimg.test"
+
+// connectProxy is an HTTP proxy on 127.0.0.1 that serves CONNECT only,
+// for any host, always tunnelling to one target: the value of HTTPS_PROXY
+// for a client that should reach a test registry by proxiedRegistryName.
+type connectProxy struct {
+	// URL is "http://127.0.0.1:port", for HTTPS_PROXY.
+	URL string
+	// Host is proxiedRegistryName with the target's port, the registry
+	// address a client names through the proxy.
+	Host    string
+	srv     *httptest.Server
+	mu      sync.Mutex
+	tunnels []string // the CONNECT targets asked for, in order
+}
+
+// startConnectProxy starts a connectProxy in front of target
+// ("127.0.0.1:port") and closes it and its tunnels in t.Cleanup.
+func startConnectProxy(t testing.TB, target string) *connectProxy {
+	t.Helper()
+	_, port, err := net.SplitHostPort(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &connectProxy{Host: net.JoinHostPort(proxiedRegistryName, port)}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method != http.MethodConnect {
+			http.Error(w, "this proxy serves CONNECT only", http.StatusMethodNotAllowed)
+			return
+		}
+		p.mu.Lock()
+		p.tunnels = append(p.tunnels, req.Host)
+		p.mu.Unlock()
+		s, err := net.DialTimeout("tcp", target, 10*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		hj, ok := w.(http.Hijacker)
+		if !ok {
+			s.Close()
+			http.Error(w, "no hijacking", http.StatusInternalServerError)
+			return
+		}
+		c, rw, err := hj.Hijack()
+		if err != nil {
+			s.Close()
+			return
+		}
+		if _, err := c.Write([]byte("HTTP/1.1 200 Connection established\r\n\r\n")); err != nil {
+			c.Close()
+			s.Close()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			closeBoth := sync.OnceFunc(func() { c.Close(); s.Close() })
+			go func() {
+				<-done
+				closeBoth()
+			}()
+			go func() {
+				// What the client sent after the CONNECT request.
+				_, _ = io.Copy(s, rw)
+				closeBoth()
+			}()
+			_, _ = io.Copy(c, s)
+			closeBoth()
+		}()
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv.Listener.Close()
+	p.srv.Listener = l
+	p.srv.Start()
+	p.URL = "http://" + l.Addr().String()
+	t.Cleanup(func() {
+		close(done)
+		p.srv.CloseClientConnections()
+		p.srv.Close()
+		wg.Wait()
+	})
+	t.Logf("CONNECT proxy %s -> %s (clients name the registry %s)", p.URL, target, p.Host)
+	return p
+}
+
+// Tunnels returns the hosts clients asked the proxy to CONNECT to.
+func (p *connectProxy) Tunnels() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.tunnels...)
+}
+
 // orasBin is tools/bin/oras (make tools builds it from tools/oras).
 func orasBin(t testing.TB) string {
 	t.Helper()
@@ -931,14 +1051,15 @@ func (e *clientError) Error() string {
 
 func (e *clientError) Unwrap() error { return e.Err }
 
-// runClient runs a client tool in dir (the working directory when "") and
-// returns its stdout, or a *clientError with its stderr. ctx bounds it (the
-// process is killed when ctx ends). Each run is logged with its duration.
-func runClient(ctx context.Context, t testing.TB, dir, name string, args ...string) (string, error) {
+// runClient runs a client tool in dir (the working directory when "") with
+// clientEnv plus env, and returns its stdout, or a *clientError with its
+// stderr. ctx bounds it (the process is killed when ctx ends). Each run is
+// logged with its duration.
+func runClient(ctx context.Context, t testing.TB, dir string, env []string, name string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
-	cmd.Env = clientEnv()
+	cmd.Env = append(clientEnv(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
@@ -946,6 +1067,9 @@ func runClient(ctx context.Context, t testing.TB, dir, name string, args ...stri
 	start := time.Now()
 	err := cmd.Run()
 	line := filepath.Base(name) + " " + strings.Join(args, " ")
+	if len(env) > 0 {
+		line = strings.Join(env, " ") + " " + line
+	}
 	t.Logf("%s (%s, exit %d)", line, time.Since(start).Round(time.Millisecond), cmd.ProcessState.ExitCode())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -991,7 +1115,7 @@ func orasFlags(t testing.TB, reg *testRegistry) []string {
 // runOras runs `oras args… <flags for reg>` (see runClient).
 func runOras(ctx context.Context, t testing.TB, reg *testRegistry, dir string, args ...string) (string, error) {
 	t.Helper()
-	return runClient(ctx, t, dir, orasBin(t), append(args, orasFlags(t, reg)...)...)
+	return runClient(ctx, t, dir, reg.ClientEnv, orasBin(t), append(args, orasFlags(t, reg)...)...)
 }
 
 // orasDescriptor is the part of `oras push/attach --format json` we read.
@@ -1163,7 +1287,7 @@ func skopeoCopy(t testing.TB, reg *testRegistry, ref, dest string) error {
 		args = append(args, "--src-no-creds")
 	}
 	args = append(args, "docker://"+ref, dest)
-	_, err = runClient(context.Background(), t, "", bin, args...)
+	_, err = runClient(context.Background(), t, "", reg.ClientEnv, bin, args...)
 	return err
 }
 
@@ -1286,7 +1410,7 @@ func inspectContainerDisk(t testing.TB, reg *testRegistry, ref, wantFile, wantSH
 		return nil, fmt.Errorf("config rootfs %+v, want type layers and diff_ids [sha256:%s] (the uncompressed layer's sha256)", cfg.RootFS, layerSum)
 	}
 
-	out, err := runClient(context.Background(), t, "", "tar", "--numeric-owner", "-tvf", layerPath)
+	out, err := runClient(context.Background(), t, "", nil, "tar", "--numeric-owner", "-tvf", layerPath)
 	if err != nil {
 		return nil, err
 	}
@@ -1433,7 +1557,9 @@ func writeContainerDiskFixture(t testing.TB, dir, name string, data []byte, uid 
 // discover lists the SBOM-like referrer on Distribution (through the tag
 // schema: a sha256-<hex> tag appears) and on the referrers registry
 // (through the API: a GET …/referrers/ in its log and no schema tag); oras
-// pull gives the same bytes; a wrong password is refused; a containerDisk
+// pull gives the same bytes; a wrong password is refused; oras reaches the
+// registry by a name that resolves nowhere only through HTTPS_PROXY (a
+// CONNECT proxy); a containerDisk
 // written by hand passes checkContainerDisk and wrong ones (owner 0, other
 // bytes) fail it; deletion is refused by a registry without it and works
 // on one with it; the fault proxy cuts an oras push of 20 MiB mid-blob
@@ -1555,6 +1681,27 @@ func TestRegistryHarness(t *testing.T) {
 		root, _ := push("root", 0)
 		if _, err := inspectContainerDisk(t, dist, root, "disk.qcow2", want); err == nil || !strings.Contains(err.Error(), containerDiskOwner) {
 			t.Errorf("a disk owned 0/0 accepted: %v", err)
+		}
+	})
+
+	t.Run("https-proxy", func(t *testing.T) {
+		cp := startConnectProxy(t, dist.Host)
+		via := dist.viaConnectProxy(cp)
+		want, err := orasResolve(t, dist, dist.Ref(repo, "v1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		direct := *via
+		direct.ClientEnv = nil
+		if _, err := orasResolve(t, &direct, direct.Ref(repo, "v1")); err == nil {
+			t.Fatalf("%s was reached without the proxy: the proof below would prove nothing", direct.Host)
+		}
+		got, err := orasResolve(t, via, via.Ref(repo, "v1"))
+		if err != nil || got != want {
+			t.Errorf("through HTTPS_PROXY: %s, %v; want %s", got, err, want)
+		}
+		if tun := cp.Tunnels(); len(tun) == 0 || tun[0] != cp.Host {
+			t.Errorf("the proxy saw CONNECTs to %v, want %s", tun, cp.Host)
 		}
 	})
 
