@@ -32,6 +32,12 @@ declare -A need=(
 	# and the emulated arm64 VMs
 	[qemu-aarch64-static]=qemu-user-static
 	[qemu-system-aarch64]=qemu-system-arm
+	# the OCI registry tests: CNCF Distribution (started by the test with
+	# its own loopback config, never the shipped one), skopeo as an
+	# independent client, tar to read the containerDisk layer
+	[docker-registry]=docker-registry
+	[skopeo]=skopeo
+	[tar]=tar
 )
 # files -> package (no command to look for)
 declare -A need_files=(

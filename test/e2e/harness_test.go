@@ -183,6 +183,9 @@ func packerEnv() []string {
 	drop := map[string]bool{
 		"PACKER_PLUGIN_PATH": true, "PACKER_CACHE_DIR": true, "CHECKPOINT_DISABLE": true,
 		"PACKER_LOG": true, "PACKER_LOG_PATH": true, "PACKER_CONFIG_DIR": true,
+		// The caller's registry credentials stay out of the tests (a test
+		// registry's come through startPackerEnv).
+		"DOCKER_CONFIG": true, "REGISTRY_AUTH_FILE": true,
 	}
 	var env []string
 	for _, kv := range os.Environ() {

@@ -86,6 +86,14 @@ func runPacker(t testing.TB, dir string, args ...string) *packerRun {
 	return startPacker(t, dir, args...).Wait()
 }
 
+// runPackerEnv is runPacker with extra environment variables ("K=V", e.g.
+// DOCKER_CONFIG or REGISTRY_AUTH_FILE for a test registry), which override
+// the suite's.
+func runPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerRun {
+	t.Helper()
+	return startPackerEnv(t, dir, env, args...).Wait()
+}
+
 // startPacker starts `packer args...` in dir with the suite's environment
 // plus PACKER_LOG=1 and PACKER_LOG_PATH=<dir>/packer.log; stdout and stderr go
 // to <dir>/packer.out (earlier ones in dir are kept as packer.N.out/.log).
@@ -93,6 +101,13 @@ func runPacker(t testing.TB, dir string, args ...string) *packerRun {
 // which it is interrupted and then killed. If the test fails, the tails of
 // packer.out, packer.log and the serial logs under dir are logged.
 func startPacker(t testing.TB, dir string, args ...string) *packerProc {
+	t.Helper()
+	return startPackerEnv(t, dir, nil, args...)
+}
+
+// startPackerEnv is startPacker with extra environment variables ("K=V"),
+// which override the suite's (the last of a name wins).
+func startPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerProc {
 	t.Helper()
 	rotatePackerFiles(t, dir)
 	outPath := filepath.Join(dir, "packer.out")
@@ -104,7 +119,7 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 
 	cmd := exec.Command(suite.packer, args...)
 	cmd.Dir = dir
-	cmd.Env = append(packerEnv(), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
+	cmd.Env = append(append(packerEnv(), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log")), env...)
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// Own process group, so that Signal reaches Packer and its children like
