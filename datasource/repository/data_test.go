@@ -30,6 +30,11 @@ func TestConfigure(t *testing.T) {
 		{"timeout", map[string]interface{}{"repository": "repo", "image_name": "base", "timeout": "-1s"}, []string{"timeout: must be positive"}},
 		{"empty label", map[string]interface{}{"repository": "repo", "image_name": "base", "labels": map[string]string{" ": "x"}}, []string{"labels: empty label name"}},
 		{"unknown option", map[string]interface{}{"repository": "repo", "image_name": "base", "iso_url": "x"}, []string{"iso_url"}},
+		{"oci", map[string]interface{}{"repository": "oci://registry.example.org/team/nodes", "image_name": "base", "arch": "arm64", "plain_http": true}, nil},
+		{"oci tag", map[string]interface{}{"repository": "oci://registry.example.org/team/nodes:v1", "image_name": "base"}, []string{"names a tag or digest"}},
+		{"oci no host", map[string]interface{}{"repository": "oci://nodes", "image_name": "base"}, []string{"repository:", "name the registry host"}},
+		{"arch", map[string]interface{}{"repository": "repo", "image_name": "base", "arch": "riscv64"}, []string{`arch: "riscv64" is not amd64 or arm64`}},
+		{"password alone", map[string]interface{}{"repository": "oci://r.example/x", "image_name": "base", "password": "s3cret"}, []string{"password: set username too"}},
 		// packer validate passes "<unknown>" for another data source's output.
 		{"unknown values", map[string]interface{}{"repository": unknownValue, "image_name": unknownValue}, nil},
 	}

@@ -88,6 +88,8 @@ func TestScenarioBasic(t *testing.T) {
 		})
 	tm.since("two boots", start)
 
+	// The registry's pushes and its variant read the image as it is.
+	t.Run("registry", func(t *testing.T) { testRegistryScenario(t, tm, built) })
 	// The boots are done with the image: the chained build may remove it.
 	t.Run("chained", func(t *testing.T) { testChained(t, tm, built, string(debian12.orDefault())) })
 
