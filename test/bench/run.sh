@@ -19,7 +19,16 @@
 #     plus one sha256sum read of the result, timed in the same run) and the
 #     metadata hashing's throughput against sha256sum on the output.
 #     BENCH_LAYERS (default 3) sets how many 0.7 GB copies the guest writes.
-#  BENCH_ONLY="seedjob floor hash realsize" (the default) picks the parts.
+#  5. The registry (issue #22): pushing the real-size job's image (kept from
+#     its last run; without that part, BENCH_REGISTRY_IMAGE or 1.1 GB of
+#     random data) to CNCF Distribution on 127.0.0.1 (Debian's
+#     docker-registry, plain HTTP, a fresh storage per push) with the
+#     plugin's code against `oras push` of the same bytes, and pulling it
+#     back as `iso_url = "oci://…"` does against `oras pull` (goals: time
+#     ratio <= 1.0 both ways; the pushing process's peak RSS <= 64 MiB,
+#     read from its /proc/self/status VmHWM; oras's from GNU time's %M).
+#     `skopeo copy` is printed for information only: it recompresses.
+#  BENCH_ONLY="seedjob floor hash realsize registry" (the default) picks the parts.
 set -euo pipefail
 # One { } group: bash parses the whole script before running it, so editing
 # the file during a run cannot derail that run.
@@ -66,11 +75,26 @@ timeline() {
 phases() { grep -o 'Phases: .*' "$work/$1.out" | head -n 1; }
 
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-seedjob floor hash realsize} "
+only=" ${BENCH_ONLY:-seedjob floor hash realsize registry} "
 want() { [[ $only == *" $1 "* ]]; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # ratio A B [DECIMALS]: A / B, to DECIMALS places (default 2).
 ratio() { awk -v a="$1" -v b="$2" -v f="%.${3:-2}f" 'BEGIN { printf f, a / b }'; }
+# at NAME PATTERN: the second (from the first line of NAME's output) at
+# which the first line matching PATTERN was printed.
+at() {
+	awk -F': ' -v re="$2" '
+		function t(s) { gsub(/[-T:Z]/, " ", s); return mktime(s) }
+		!/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ { next }
+		!t0 { t0 = t($1) }
+		$0 ~ re { print t($1) - t0; found = 1; exit }
+		END { if (!found) print 0 }' "$work/$1.out"
+}
+phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "- 0"; } | head -n 1 | cut -d ' ' -f 2; }
+size() { stat -c %s "$1"; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
+timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
 
 echo "== $(nproc) CPUs, accelerator $accel, image $(basename "$image"), $runs runs of each build, alternating"
 echo "   (emulated boots vary by several seconds from run to run: compare the medians)"
@@ -120,21 +144,6 @@ bytes=$(bash "$root/test/bench/build/realsize-data.sh" "$data")
 printf 'data disk: %s of packages and their unpacked trees; %s layers; %d runs of each build\n' \
 	"$(numfmt --to=iec "$bytes")" "$layers" "$rruns"
 (cd "$root" && go build -o "$work/hashbench" ./test/bench/hash)
-# at NAME PATTERN: the second (from the first line of NAME's output) at
-# which the first line matching PATTERN was printed.
-at() {
-	awk -F': ' -v re="$2" '
-		function t(s) { gsub(/[-T:Z]/, " ", s); return mktime(s) }
-		!/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ { next }
-		!t0 { t0 = t($1) }
-		$0 ~ re { print t($1) - t0; found = 1; exit }
-		END { if (!found) print 0 }' "$work/$1.out"
-}
-phase() { { grep -o "Phases: .*" "$work/$1.out" | grep -o "$2 [0-9.]*" || echo "- 0"; } | head -n 1 | cut -d ' ' -f 2; }
-size() { stat -c %s "$1"; }
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
-timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
 sw=() cw=() ss=() cs_=() cp=() fl=() hr=() sp=() cpre=()
 for i in $(seq "$rruns"); do
 	st=$(packer_build "stock-realsize-$i" stock.pkr.hcl -only=qemu.realsize -var "output=$work/stock-realsize-$i" \
@@ -181,6 +190,7 @@ for i in $(seq "$rruns"); do
 	printf '       ratios: wall %s, output size %s, post-boot/floor %s (without shutdown %s), hashing %sx\n' \
 		"$(ratio "$ck" "$st")" "$(ratio "$(size "$cout")" "$(size "$sout")" 3)" "$(ratio "$c_post" "$floor")" \
 		"$(ratio "$(awk -v a="$c_conv" -v c="$c_meta" 'BEGIN { print a + c }')" "$floor")" "${hr[-1]}"
+	if want registry; then mv "$cout" "$work/registry-image.qcow2"; fi
 	rm -rf "$work/stock-realsize-$i" "$work/realsize-$i" "$work/floor-in.qcow2" "$work/floor-out.qcow2"
 done
 printf 'median: wall stock %.1fs, cloudimg-kvm %.1fs, ratio %s (goal <= 0.6)\n' "$(median "${sw[@]}")" "$(median "${cw[@]}")" "$(ratio "$(median "${cw[@]}")" "$(median "${sw[@]}")")"
@@ -191,6 +201,79 @@ printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(m
 	"$(mb "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")" 3)"
 printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
 printf '        hashing sha256+sha512 against sha256sum %.2fx (goal >= 1.5)\n' "$(median "${hr[@]}")"
+fi
+
+if want registry; then
+echo
+echo "-- issue #22: pushing to and pulling from a registry on 127.0.0.1: the plugin's code vs oras"
+img=${BENCH_REGISTRY_IMAGE:-$work/registry-image.qcow2}
+if [ ! -f "$img" ]; then
+	img=$work/registry-image.qcow2
+	echo "no real-size image: using 1.1 GB of random data (incompressible, like a compressed qcow2)"
+	head -c 1100M /dev/urandom > "$img"
+fi
+(cd "$root" && go build -o "$work/regbench" ./test/bench/registry)
+oras=$root/tools/bin/oras
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# start_registry: a fresh storage each time, so that every push sends every
+# byte; loopback only (Debian's shipped config listens everywhere).
+start_registry() {
+	rm -rf "$work/registry"; mkdir -p "$work/registry/data"
+	cat > "$work/registry/config.yml" <<YML
+version: 0.1
+log: { level: error }
+storage: { filesystem: { rootdirectory: $work/registry/data }, delete: { enabled: true } }
+http: { addr: 127.0.0.1:$port }
+YML
+	docker-registry serve "$work/registry/config.yml" >"$work/registry.log" 2>&1 &
+	regpid=$!
+	until curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do
+		kill -0 "$regpid" 2>/dev/null || { echo "the registry did not start:"; cat "$work/registry.log"; exit 1; }
+		sleep 0.2
+	done
+}
+stop_registry() { kill "$regpid"; wait "$regpid" 2>/dev/null || true; }
+trap 'kill "${regpid:-}" 2>/dev/null; [ -z "${BENCH_LOG_DIR:-}" ] || { mkdir -p "$BENCH_LOG_DIR"; cp "$work"/*.out "$BENCH_LOG_DIR"/ 2>/dev/null; }; rm -rf "$work"' EXIT
+sum=$(sha256sum "$img" | cut -d ' ' -f 1)
+cat "$img" >/dev/null # page cache warm for every contender
+printf 'image: %s (%s)
+' "$(basename "$img")" "$(mb "$(size "$img")")"
+rr=${BENCH_REGISTRY_RUNS:-3}
+pp=() op=() pr=() orr=() pl=() ol=()
+for i in $(seq "$rr"); do
+	start_registry
+	line=$("$work/regbench" -mode push -ref "127.0.0.1:$port/bench/nodes" -file "$img" -sha256 "$sum" -layout artifact)
+	p_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line") p_rss=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' <<<"$line")
+	ref=$(sed -n 's/.*ref=oci:\/\/\(.*\)/\1/p' <<<"$line")
+	rm -f "$work/pulled.qcow2"
+	l_s=$("$work/regbench" -mode pull -ref "$ref" -file "$work/pulled.qcow2" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')
+	[ "$(sha256sum "$work/pulled.qcow2" | cut -d ' ' -f 1)" = "$sum" ] || { echo "the pulled disk differs"; exit 1; }
+	stop_registry
+	start_registry
+	(cd "$(dirname "$img")" && /usr/bin/time -f '%e %M' -o "$work/oras.time" "$oras" push --plain-http "127.0.0.1:$port/bench/oras:bench" \
+		"$(basename "$img"):application/vnd.packer-cloudimg.disk.qcow2" >/dev/null)
+	read -r o_s o_rss <"$work/oras.time"
+	rm -rf "$work/oras-pull"; mkdir -p "$work/oras-pull"
+	o_l=$(timeit "$oras" pull --plain-http -o "$work/oras-pull" "127.0.0.1:$port/bench/oras:bench")
+	stop_registry
+	pp+=("$p_s") op+=("$o_s") pr+=("$p_rss") orr+=("$o_rss") pl+=("$l_s") ol+=("$o_l")
+	printf 'run %d: push: plugin %.1fs (peak RSS %d MiB), oras %.1fs (peak RSS %d MiB); pull: plugin %.1fs, oras %.1fs\n' \
+		"$i" "$p_s" "$(( p_rss / 1024 ))" "$o_s" "$(( o_rss / 1024 ))" "$l_s" "$o_l"
+	rm -rf "$work/oras-pull" "$work/pulled.qcow2"
+done
+if command -v skopeo >/dev/null; then
+	start_registry
+	mkdir -p "$work/oci-layout"
+	"$oras" push --plain-http --oci-layout "$work/oci-layout:bench" "$img:application/vnd.oci.image.layer.v1.tar" >/dev/null 2>&1 || true
+	s_s=$(timeit skopeo copy --dest-tls-verify=false "oci:$work/oci-layout:bench" "docker://127.0.0.1:$port/bench/skopeo:bench" 2>/dev/null || echo "-")
+	stop_registry
+	printf 'skopeo copy of the same bytes: %ss (for information: it recompresses layers, not a like baseline)\n' "$s_s"
+fi
+printf 'median: push plugin %.1fs, oras %.1fs, ratio %s (goal <= 1.0); peak RSS of the pushing process %d MiB (goal <= 64), oras %d MiB\n' \
+	"$(median "${pp[@]}")" "$(median "${op[@]}")" "$(ratio "$(median "${pp[@]}")" "$(median "${op[@]}")")" \
+	"$(( $(median "${pr[@]}") / 1024 ))" "$(( $(median "${orr[@]}") / 1024 ))"
+printf '        pull plugin %.1fs, oras %.1fs, ratio %s (goal <= 1.0)\n' "$(median "${pl[@]}")" "$(median "${ol[@]}")" \
+	"$(ratio "$(median "${pl[@]}")" "$(median "${ol[@]}")")"
 fi
 
 if want hash; then
