@@ -22,16 +22,17 @@ import (
 //     layer's file has the metadata's sha256, owner 107:107, and the
 //     config's diff_ids match; oras lists the SBOM and provenance
 //     referrers; pushing again sends nothing and gives the same digest;
-//   - artifact (username/password): oras pulls the same bytes; the
-//     password is in no file of the test directory (PACKER_LOG=1 logs
-//     included);
+//   - artifact (username/password, through HTTPS_PROXY): oras pulls the
+//     same bytes; the password is in no file of the test directory
+//     (PACKER_LOG=1 logs included);
 //   - multi-arch: the basic image and an arm64 image of the same name and
 //     run (a small qcow2 with metadata made here, never booted) end under
 //     one tag as an OCI index naming both platforms;
 //   - faults through a proxy: the connection cut mid-disk and a stalled
 //     registry each fail the push within 30 s naming the registry, the old
 //     tag and the local image untouched, and the push-only rerun completes;
-//     a wrong password fails naming the registry; keep_last against a
+//     a wrong password and an unknown CA fail naming the registry and what
+//     to do; keep_last against a
 //     registry that allows no deletion fails with nothing removed;
 //   - a variant is built from oci:// in a second Packer run with its own
 //     cache and work directory while the base's directory is moved away;
@@ -74,10 +75,17 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 	})
 
 	t.Run("artifact", func(t *testing.T) {
-		run := push(t, reg, nil, "team/artifacts", map[string]string{
+		// Through an HTTPS proxy (HTTPS_PROXY), by a name only the proxy
+		// reaches.
+		cp := startConnectProxy(t, reg.Host)
+		via := reg.viaConnectProxy(cp)
+		run := push(t, via, via.ClientEnv, "team/artifacts", map[string]string{
 			"tags": `["v1"]`, "layout": "artifact", "username": reg.User, "password": reg.Password,
 		}, baseMeta)
 		run.mustSucceed(t)
+		if len(cp.Tunnels()) == 0 {
+			t.Errorf("the push did not go through HTTPS_PROXY %s", cp.URL)
+		}
 		ref := reg.Ref("team/artifacts", "v1")
 		out := t.TempDir()
 		if err := orasPull(t, reg, ref, out); err != nil {
@@ -171,6 +179,13 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		if d, err := orasResolve(t, reg, reg.Ref("team/faults", "stable")); err != nil || d == old {
 			t.Errorf("after the rerun stable is %s (%v), want the basic image, not the old %s", d, err, old)
 		}
+
+		t.Run("unknown-authority", func(t *testing.T) {
+			v := map[string]string{"repository": reg.Ref("team/faults", ""), "ca_file": "", "layout": "artifact",
+				"metadata_files": fmt.Sprintf("[%q]", armMeta)}
+			run := runPackerEnv(t, dir, dockerEnv, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...)
+			run.mustFail(t, "registry "+reg.Host, "unknown authority", "set ca_file")
+		})
 
 		t.Run("wrong-password", func(t *testing.T) {
 			wrong := "pw-wrong-" + randHex(12)
