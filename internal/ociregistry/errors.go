@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"oras.land/oras-go/v2/errdef"
+	"oras.land/oras-go/v2/registry/remote/auth"
 	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
@@ -39,6 +40,8 @@ func hint(err error) string {
 		return " (the registry stopped answering; no tag was changed: check the registry, then run the push again — what is already there is not sent again)"
 	case errors.Is(err, ErrDeleteRefused):
 		return ""
+	case errors.Is(err, auth.ErrBasicCredentialNotFound):
+		return " (the registry asks for credentials and none were found for this host: log in with docker, podman or oras login, or set username and password)"
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusUnauthorized:
 		return " (the registry refused the credentials: check username and password, or this registry's entry in REGISTRY_AUTH_FILE or DOCKER_CONFIG's config.json)"
 	case errors.As(err, &resp) && resp.StatusCode == http.StatusForbidden:

@@ -148,7 +148,8 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 			t.Run(kind.String(), func(t *testing.T) {
 				proxy := startFaultProxy(t, reg.Host, faultMode{Kind: kind, After: size / 2})
 				via := reg.via(proxy.Addr)
-				p := startPackerEnv(t, dir, dockerEnv, append([]string{"build"}, buildArgs(map[string]string{
+				env := []string{"DOCKER_CONFIG=" + reg.DockerConfigDir(t, proxy.Addr)}
+				p := startPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(map[string]string{
 					"repository": via.Ref("team/faults", ""), "ca_file": reg.CAFile, "tags": `["stable"]`, "layout": "artifact",
 					"metadata_files": fmt.Sprintf("[%q]", baseMeta),
 				}, "push.pkr.hcl")...)...)
