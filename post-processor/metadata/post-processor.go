@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -31,6 +32,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
 
@@ -108,8 +110,50 @@ type Config struct {
 	// clear.
 	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters"`
 
+	// How the image and its documents are signed: `"none"` (nothing is
+	// signed) or `"key"` (with `key_file`). Default `"key"` when `key_file`
+	// is set, else `"none"`. Packer's own `provenance` post-processor names
+	// this option alike; its `kms` and `keyless` modes need Sigstore or KMS
+	// services and are not offered here (sign keyless with cosign
+	// afterwards: see Signing and verifying).
+	SigningMode string `mapstructure:"signing_mode"`
+	// The private key that signs, as cosign takes it: a file — the
+	// encrypted `cosign.key` that `cosign generate-key-pair` writes, or an
+	// unencrypted PKCS#8 PEM ECDSA P-256 key — or `env://NAME` for the PEM
+	// text in the environment variable `NAME`. With a key the
+	// post-processor writes, beside the image and listed in the metadata,
+	// `index.json` and `SHA256SUMS`, three Sigstore bundles:
+	// `<image>.sigstore.json` (the image file; `cosign verify-blob`),
+	// `<image>.provenance.sigstore.json` (the provenance; `cosign
+	// verify-blob-attestation --type slsaprovenance1`) and
+	// `<image>.sbom.sigstore.json` (the SBOM; `--type cyclonedx` or
+	// `spdxjson`). The metadata records the key's fingerprint. (Packer's
+	// `provenance` post-processor calls its key `key` or `signer`, which
+	// there may also be a KMS URI and must be unencrypted; this one is a
+	// file, possibly cosign's encrypted key, hence `key_file` and
+	// `key_password`.)
+	KeyFile string `mapstructure:"key_file"`
+	// The password of an encrypted `key_file`. Default: the `COSIGN_PASSWORD`
+	// environment variable, as cosign reads it. Pass it from a `sensitive`
+	// variable; it is written to no log, document or error.
+	KeyPassword string `mapstructure:"key_password"`
+	// Public key files (PEM, e.g. `cosign.pub`, or `env://NAME`) every
+	// bundle is verified against once signed; the build fails when the key
+	// that signed is none of them, so that an image is never published
+	// signed with a key its consumers' `verify_key` would refuse. Packer's
+	// `provenance` post-processor calls this `verifier` (one key); here it
+	// is a list, as `verify_key` is. Default: the signing key's own public
+	// key.
+	Verifier []string `mapstructure:"verifier"`
+
 	ctx interpolate.Context
 }
+
+// Signing modes of the signing_mode option.
+const (
+	SigningNone = "none"
+	SigningKey  = "key"
+)
 
 // SBOM formats of the sbom option.
 const (
@@ -124,6 +168,10 @@ const pluginModule = "github.com/packer-cloudimg/packer-plugin-cloudimg"
 // PostProcessor is the cloudimg-metadata post-processor.
 type PostProcessor struct {
 	config Config
+	// signer is the loaded key_file (nil: no signing).
+	signer *signing.Signer
+	// verifiers are the verifier keys (default: the signer's own).
+	verifiers []*signing.PublicKey
 }
 
 // ConfigSpec returns the HCL2 spec of Config.
@@ -190,8 +238,62 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 			add("labels: empty label name")
 		}
 	}
+	if err := p.configureSigning(); err != nil {
+		add("%v", err)
+	}
 	if errs != nil && len(errs.Errors) > 0 {
 		return errs
+	}
+	return nil
+}
+
+// configureSigning checks the signing options and loads the key, so that a
+// wrong path or password fails before the build starts. The password is
+// registered with the SDK's log filter first.
+func (p *PostProcessor) configureSigning() error {
+	c := &p.config
+	if c.KeyPassword != "" {
+		packersdk.LogSecretFilter.Set(c.KeyPassword)
+	}
+	if v := os.Getenv(signing.PasswordEnv); v != "" {
+		packersdk.LogSecretFilter.Set(v)
+	}
+	switch c.SigningMode {
+	case "":
+		c.SigningMode = SigningNone
+		if c.KeyFile != "" {
+			c.SigningMode = SigningKey
+		}
+	case SigningNone, SigningKey:
+	case "kms", "keyless":
+		return fmt.Errorf("signing_mode: %q needs a KMS or Sigstore's online services (Fulcio, Rekor), which this post-processor does not use: sign with a key (signing_mode = \"key\", key_file), or sign keyless afterwards with cosign (see the documentation's Signing and verifying)", c.SigningMode)
+	default:
+		return fmt.Errorf("signing_mode: %q is not one of %s, %s", c.SigningMode, SigningNone, SigningKey)
+	}
+	if c.SigningMode == SigningNone {
+		if c.KeyFile != "" || c.KeyPassword != "" || len(c.Verifier) > 0 {
+			return errors.New("signing_mode = \"none\": remove key_file, key_password and verifier, or set signing_mode = \"key\"")
+		}
+		return nil
+	}
+	if c.KeyFile == "" {
+		return errors.New("key_file: required with signing_mode = \"key\" (the private key, e.g. cosign.key from cosign generate-key-pair, or env://NAME)")
+	}
+	s, err := signing.LoadSigner(c.KeyFile, signing.PasswordFrom(c.KeyPassword))
+	if err != nil {
+		return fmt.Errorf("key_file: %w", err)
+	}
+	p.signer = s
+	p.verifiers = nil
+	for i, ref := range c.Verifier {
+		k, err := signing.LoadPublicKey(ref)
+		if err != nil {
+			return fmt.Errorf("verifier[%d]: %w", i, err)
+		}
+		p.verifiers = append(p.verifiers, k)
+	}
+	if len(p.verifiers) == 0 {
+		p.verifiers = []*signing.PublicKey{s.PublicKey()}
 	}
 	return nil
 }
@@ -313,6 +415,9 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		ui.Say("Wrote " + path)
 		return nil
 	}
+	// Made first, signed second, written third: a signed document is
+	// written as the exact bytes that were signed.
+	var docs []document
 	subject := filepath.Base(image)
 	if facts != nil && c.SBOM != SBOMNone {
 		in := sbom.Input{
@@ -329,16 +434,26 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		if err != nil {
 			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		if err := write(kind, path, b); err != nil {
-			return nil, err
-		}
+		docs = append(docs, document{kind, path, b})
 	}
 	if !c.Provenance.False() { // default true
 		b, err := provenance.Statement(p.provenanceInput(subject, img.Checksums["sha256"], builderID, &doc))
 		if err != nil {
 			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		if err := write(imagemeta.SidecarProvenance, image+".intoto.json", b); err != nil {
+		docs = append(docs, document{imagemeta.SidecarProvenance, image + ".intoto.json", b})
+	}
+	if p.signer != nil {
+		bundles, err := p.sign(ctx, image, img.Checksums["sha256"], docs)
+		if err != nil {
+			return nil, fmt.Errorf("cloudimg-metadata: signing %s: %w", image, err)
+		}
+		ui.Say(fmt.Sprintf("Signed %s and its documents with the key sha256:%s", filepath.Base(image), p.signer.Fingerprint()))
+		docs = append(docs, bundles...)
+		doc.Signing = &imagemeta.Signing{KeyFingerprint: p.signer.Fingerprint()}
+	}
+	for _, d := range docs {
+		if err := write(d.kind, d.path, d.data); err != nil {
 			return nil, err
 		}
 	}
@@ -399,6 +514,70 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 	return written, nil
 }
 
+// document is one file written beside an image: its sidecar kind, path and
+// bytes.
+type document struct {
+	kind, path string
+	data       []byte
+}
+
+// sign makes the Sigstore bundles of an image (its SHA-256 in hex) and of
+// its documents (the SBOM and the provenance among docs), each checked
+// against the verifier keys before anything is written.
+func (p *PostProcessor) sign(ctx context.Context, image, sha256Hex string, docs []document) ([]document, error) {
+	digest, err := hex.DecodeString(sha256Hex)
+	if err != nil || len(digest) != sha256.Size {
+		return nil, fmt.Errorf("the image has no SHA-256 (got %q)", sha256Hex)
+	}
+	var out []document
+	add := func(kind, path string, bundle []byte, want signing.Kind, predicateType string) error {
+		if _, err := signing.Verify(bundle, digest, p.verifiers, want, predicateType); err != nil {
+			return fmt.Errorf("%s, signed with the key sha256:%s, %w (verifier)", filepath.Base(path), p.signer.Fingerprint(), err)
+		}
+		out = append(out, document{kind, path, bundle})
+		return nil
+	}
+	b, err := p.signer.SignBlob(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	if err := add(imagemeta.SidecarSignature, image+".sigstore.json", b, signing.KindBlob, ""); err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		var statement []byte
+		var predicateType, path, kind string
+		switch d.kind {
+		case imagemeta.SidecarProvenance:
+			// The provenance is a statement already: its bytes are signed.
+			statement, predicateType = d.data, signing.PredicateSLSAProvenance1
+			path, kind = image+".provenance.sigstore.json", imagemeta.SidecarProvenanceSignature
+		case imagemeta.SidecarCycloneDX, imagemeta.SidecarSPDX:
+			predicateType = signing.PredicateCycloneDX
+			if d.kind == imagemeta.SidecarSPDX {
+				predicateType = signing.PredicateSPDX
+			}
+			// As cosign attest-blob does: the SBOM is the predicate of a
+			// statement about the image.
+			statement, err = signing.NewStatement([]signing.Subject{{Name: filepath.Base(image), SHA256: sha256Hex}}, predicateType, d.data)
+			if err != nil {
+				return nil, err
+			}
+			path, kind = image+".sbom.sigstore.json", imagemeta.SidecarSBOMSignature
+		default:
+			continue
+		}
+		b, err := p.signer.SignStatement(ctx, statement)
+		if err != nil {
+			return nil, err
+		}
+		if err := add(kind, path, b, signing.KindAttestation, predicateType); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 // provenanceInput is what the provenance of one image says. Its external
 // parameters are the post-processor's own view of the template: Packer
 // (1.11, HCL2) hands a post-processor neither the template's variables nor
@@ -457,7 +636,7 @@ func inside(dir, p string) bool {
 
 // documentSuffixes end the names of the documents this post-processor
 // writes beside an image.
-var documentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json"}
+var documentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json", ".sigstore.json"}
 
 // imageFiles are the files to describe: every file of the artifact but
 // the documents this post-processor writes and the UEFI variables store that a cloudimg-kvm artifact
