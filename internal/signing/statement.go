@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	intoto "github.com/in-toto/attestation/go/v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -138,6 +139,23 @@ func CheckProvenance(st *Statement, name string, labels map[string]string) error
 		return fmt.Errorf("the signed provenance does not name the image asked for: %s", strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// ProvenanceFinishedOn is runDetails.metadata.finishedOn of an SLSA
+// provenance statement (when the build finished), or the zero time when
+// it has none.
+func ProvenanceFinishedOn(st *Statement) time.Time {
+	var p struct {
+		RunDetails struct {
+			Metadata struct {
+				FinishedOn time.Time `json:"finishedOn"`
+			} `json:"metadata"`
+		} `json:"runDetails"`
+	}
+	if st.PredicateType != PredicateSLSAProvenance1 || json.Unmarshal(st.Predicate, &p) != nil {
+		return time.Time{}
+	}
+	return p.RunDetails.Metadata.FinishedOn
 }
 
 func decodeSHA256(h string) ([]byte, error) {
