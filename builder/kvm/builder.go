@@ -80,7 +80,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		Url:         cfg.ISOUrls,
 		Extension:   cfg.TargetExtension,
 		TargetPath:  cfg.TargetPath,
-	})...)
+	}, &stepVerifySource{})...)
 	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
 		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
 	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{
