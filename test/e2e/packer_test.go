@@ -94,6 +94,14 @@ func runPacker(t testing.TB, dir string, args ...string) *packerRun {
 // packer.out, packer.log and the serial logs under dir are logged.
 func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 	t.Helper()
+	return startPackerEnv(t, dir, nil, args...)
+}
+
+// startPackerEnv is startPacker with env (NAME=value…) added to Packer's
+// environment: how a test hands Packer a secret (PKR_VAR_…,
+// COSIGN_PASSWORD) that must not be on its command line, which Packer logs.
+func startPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerProc {
+	t.Helper()
 	rotatePackerFiles(t, dir)
 	outPath := filepath.Join(dir, "packer.out")
 	out, err := os.Create(outPath)
@@ -104,7 +112,7 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 
 	cmd := exec.Command(suite.packer, args...)
 	cmd.Dir = dir
-	cmd.Env = append(packerEnv(), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
+	cmd.Env = append(append(packerEnv(), env...), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// Own process group, so that Signal reaches Packer and its children like
