@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
@@ -46,6 +47,10 @@ func (p *PostProcessor) configureSigning() error {
 	}
 	if c.KeyFile == "" {
 		return errors.New("key_file: required with signing_mode = \"key\" (the private key, e.g. cosign.key from cosign generate-key-pair, or env://NAME)")
+	}
+	if !slices.Contains(c.ChecksumTypes, "sha256") {
+		// The bundles sign the image's SHA-256.
+		c.ChecksumTypes = append(c.ChecksumTypes, "sha256")
 	}
 	s, err := signing.LoadSigner(c.KeyFile, signing.PasswordFrom(c.KeyPassword))
 	if err != nil {

@@ -195,6 +195,14 @@ func TestConfigureSigningErrors(t *testing.T) {
 	if _, err := os.Stat(image + ".sigstore.json"); err == nil {
 		t.Error("a bundle was written although it did not verify")
 	}
+	// Signing adds sha256 to checksum_types: the bundles sign it.
+	var r PostProcessor
+	if err := r.Configure(map[string]interface{}{"key_file": key, "key_password": password, "checksum_types": []string{"sha512"}, "sbom": "none", "provenance": false}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(r.config.ChecksumTypes, "sha256") {
+		t.Errorf("checksum_types %v: no sha256 to sign", r.config.ChecksumTypes)
+	}
 	// COSIGN_PASSWORD is read when key_password is not set.
 	t.Setenv(signing.PasswordEnv, password)
 	var q PostProcessor
