@@ -219,7 +219,7 @@ func TestStatementForManifestDigest(t *testing.T) {
 	s, _ := newKey(t)
 	manifest := []byte(`{"schemaVersion":2}`)
 	d := sha256.Sum256(manifest)
-	st, err := NewStatement([]Subject{{Name: "registry.example/images/base", SHA256: hex.EncodeToString(d[:])}}, "https://sigstore.dev/cosign/sign/v1", []byte(`{}`))
+	st, err := NewStatement([]Subject{{SHA256: hex.EncodeToString(d[:])}}, PredicateCosignSign, []byte(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestStatementForManifestDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := VerifyAttestation(b, d[:], []*PublicKey{s.PublicKey()}, "https://sigstore.dev/cosign/sign/v1"); err != nil {
+	if _, err := VerifyAttestation(b, d[:], []*PublicKey{s.PublicKey()}, PredicateCosignSign); err != nil {
 		t.Error(err)
 	}
 	bb, err := s.SignBlob(context.Background(), d[:])

@@ -22,6 +22,12 @@ const (
 	PredicateCycloneDX = "https://cyclonedx.org/bom"
 	// PredicateSPDX is `--type spdxjson`.
 	PredicateSPDX = "https://spdx.dev/Document"
+	// PredicateCosignSign is what cosign v3 signs for `cosign sign` of a
+	// registry manifest in the bundle format: a statement with this type,
+	// an empty predicate ({}) and the manifest digest as its subject
+	// (unnamed), whose bundle is attached as a referrer of artifactType
+	// BundleMediaType; `cosign verify --key` checks it.
+	PredicateCosignSign = "https://sigstore.dev/cosign/sign/v1"
 )
 
 // Subject is what a statement is about: a file (its base name) or a
