@@ -58,7 +58,9 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 		// verify_key refuses an unsigned base and a base signed by another
 		// key, at the data source, before any VM (issue #23).
 		start := time.Now()
-		unsigned := filepath.Join(t.TempDir(), "repository")
+		// A hard-linked copy (same file system: under the run's work
+		// directory) without the image's signature.
+		unsigned := filepath.Join(testDir(t), "repository")
 		if out, err := exec.Command("cp", "-al", base.repo, unsigned).CombinedOutput(); err != nil {
 			t.Fatalf("cp -al: %v\n%s", err, out)
 		}
