@@ -296,7 +296,7 @@ func verifyImage(ctx context.Context, client *http.Client, loc string, out *Data
 	}
 	v, err := signing.VerifyBlob(b, digest, keys)
 	if err != nil {
-		return refuse(fmt.Errorf("%s %w", l.Show(rel), err))
+		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
 	}
 	rel = out.Path + ".provenance.sigstore.json"
 	if b, err = read(rel); err != nil {
@@ -304,7 +304,7 @@ func verifyImage(ctx context.Context, client *http.Client, loc string, out *Data
 	}
 	pv, err := signing.VerifyAttestation(b, digest, keys, signing.PredicateSLSAProvenance1)
 	if err != nil {
-		return refuse(fmt.Errorf("%s %w", l.Show(rel), err))
+		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
 	}
 	if err := signing.CheckProvenance(pv.Statement, name, labels); err != nil {
 		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
