@@ -85,7 +85,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	if ociregistry.IsReference(cfg.ISOUrls[0]) {
 		download = &stepFetchOCI{}
 	}
-	steps = append(steps, phase("download", download)...)
+	steps = append(steps, phase("download", download, &stepVerifySource{})...)
 	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
 		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
 	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{

@@ -25,6 +25,7 @@ import (
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 
 // Config is the configuration of the cloudimg-kvm builder. Options that the
@@ -51,6 +52,18 @@ type Config struct {
 	// `iso_checksum` (`sha256:…` or `none`) and its own sha256 annotation,
 	// and cached by that sha256 in Packer's cache.
 	OCI ociconfig.Config `mapstructure:",squash"`
+
+	// Public keys (PEM files such as `cosign.pub`, or `env://NAME`) one of
+	// which must have signed the source image; several let a key be
+	// rotated. When set, the Sigstore bundle `<iso_url>.sigstore.json` (for
+	// an http(s) URL, `.sigstore.json` added to its path; with `iso_urls`,
+	// the first that has one) must verify against the SHA-256 of the
+	// downloaded image, as `cosign verify-blob --key …` would — what the
+	// `cloudimg-metadata` post-processor writes with `key_file`. An image
+	// whose bundle is missing or does not verify stops the build before it
+	// boots, with an error naming the image, the key fingerprints tried and
+	// what failed. Default: no signature is checked.
+	VerifyKey []string `mapstructure:"verify_key"`
 
 	// Directory that receives the image. Default `output-<build name>`.
 	// Unlike the stock builder, an existing directory is not an error: several
@@ -231,6 +244,8 @@ type Config struct {
 
 	ctx         interpolate.Context
 	legacyNotes []string
+	// verifyKeys are the verify_key keys, loaded by Prepare.
+	verifyKeys []*signing.PublicKey
 }
 
 // Prepare decodes raws into c, fills the defaults for a cloud image and
@@ -267,6 +282,15 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 		}
 	}
 	errs = packersdk.MultiErrorAppend(errs, c.OCI.Validate()...)
+	c.verifyKeys = nil
+	for i, ref := range c.VerifyKey {
+		k, err := signing.LoadPublicKey(ref)
+		if err != nil {
+			add("verify_key[%d]: %v", i, err)
+			continue
+		}
+		c.verifyKeys = append(c.verifyKeys, k)
+	}
 	errs = packersdk.MultiErrorAppend(errs, c.HTTPConfig.Prepare(&c.ctx)...)
 	errs = packersdk.MultiErrorAppend(errs, c.ShutdownConfig.Prepare(&c.ctx)...)
 

@@ -88,6 +88,7 @@ type FlatConfig struct {
 	Password                  *string           `mapstructure:"password" cty:"password" hcl:"password"`
 	CAFile                    *string           `mapstructure:"ca_file" cty:"ca_file" hcl:"ca_file"`
 	PlainHTTP                 *bool             `mapstructure:"plain_http" cty:"plain_http" hcl:"plain_http"`
+	VerifyKey                 []string          `mapstructure:"verify_key" cty:"verify_key" hcl:"verify_key"`
 	OutputDir                 *string           `mapstructure:"output_directory" cty:"output_directory" hcl:"output_directory"`
 	VMName                    *string           `mapstructure:"vm_name" cty:"vm_name" hcl:"vm_name"`
 	Format                    *string           `mapstructure:"format" cty:"format" hcl:"format"`
@@ -222,6 +223,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"password":                     &hcldec.AttrSpec{Name: "password", Type: cty.String, Required: false},
 		"ca_file":                      &hcldec.AttrSpec{Name: "ca_file", Type: cty.String, Required: false},
 		"plain_http":                   &hcldec.AttrSpec{Name: "plain_http", Type: cty.Bool, Required: false},
+		"verify_key":                   &hcldec.AttrSpec{Name: "verify_key", Type: cty.List(cty.String), Required: false},
 		"output_directory":             &hcldec.AttrSpec{Name: "output_directory", Type: cty.String, Required: false},
 		"vm_name":                      &hcldec.AttrSpec{Name: "vm_name", Type: cty.String, Required: false},
 		"format":                       &hcldec.AttrSpec{Name: "format", Type: cty.String, Required: false},

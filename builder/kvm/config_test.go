@@ -78,6 +78,7 @@ func TestPrepareErrorsNameTheField(t *testing.T) {
 		{map[string]interface{}{"disk_compression": true, "disk_compression_type": "xz"}, "disk_compression_type"},
 		{map[string]interface{}{"disk_compression": true, "format": "raw"}, "disk_compression"},
 		{map[string]interface{}{"accelerator": "xen"}, "accelerator"},
+		{map[string]interface{}{"verify_key": []string{"/nonexistent/cosign.pub"}}, "verify_key[0]: public key /nonexistent/cosign.pub"},
 		{map[string]interface{}{"mac_address": "nope"}, "mac_address"},
 		{map[string]interface{}{"mac_address": "01:00:5e:00:00:01"}, "mac_address"},
 		{map[string]interface{}{"host_port_min": 5000, "host_port_max": 4000}, "host_port_min"},

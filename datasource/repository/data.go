@@ -10,6 +10,7 @@ package repository
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 
 // DefaultTimeout bounds reading the index and the metadata unless
@@ -64,6 +66,18 @@ type Config struct {
 	// How long reading `index.json` and the image's metadata may take.
 	// Default `1m`.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// Public keys (PEM files such as `cosign.pub`, or `env://NAME`) one of
+	// which must have signed the image: several keys let a key be rotated.
+	// When set, the image is refused — with an error naming it, the key
+	// fingerprints tried and what failed — unless its Sigstore bundle
+	// `<image>.sigstore.json` verifies against the image's SHA-256 in the
+	// index, and its signed provenance `<image>.provenance.sigstore.json`
+	// verifies too, names this `image_name` and `labels` and the build's
+	// finish time the index gives (so that no other validly signed image
+	// can be swapped in by editing `index.json`). What the
+	// `cloudimg-metadata` post-processor writes with `key_file`. Default:
+	// nothing is verified.
+	VerifyKey []string `mapstructure:"verify_key"`
 }
 
 // DatasourceOutput is the newest matching image.
@@ -109,11 +123,16 @@ type DatasourceOutput struct {
 	// `PRETTY_NAME` of the guest's os-release, e.g.
 	// `Debian GNU/Linux 12 (bookworm)`.
 	OSName string `mapstructure:"os_name"`
+	// With `verify_key`: the fingerprint (hex SHA-256 of the public key's
+	// DER) of the key that verified the image; empty without `verify_key`.
+	KeyFingerprint string `mapstructure:"key_fingerprint"`
 }
 
 // Datasource is the cloudimg-repository data source.
 type Datasource struct {
 	config Config
+	// keys are the verify_key keys (none: nothing is verified).
+	keys []*signing.PublicKey
 	// client fetches from http(s) repositories; nil: a client that honours
 	// the proxy environment variables.
 	client *http.Client
@@ -174,6 +193,18 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	for _, err := range c.Config.Validate() {
 		errs = packersdk.MultiErrorAppend(errs, err)
 	}
+	d.keys = nil
+	for i, ref := range c.VerifyKey {
+		if ref == unknownValue {
+			continue
+		}
+		k, err := signing.LoadPublicKey(ref)
+		if err != nil {
+			add("verify_key[%d]: %v", i, err)
+			continue
+		}
+		d.keys = append(d.keys, k)
+	}
 	if errs != nil && len(errs.Errors) > 0 {
 		return errs
 	}
@@ -193,8 +224,14 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	var err error
 	if ociregistry.IsReference(c.Repository) {
 		out, err = findOCI(ctx, &c)
+		if err == nil && len(d.keys) > 0 {
+			err = verifyOCI(ctx, &c, &out, d.keys)
+		}
 	} else {
 		out, err = find(ctx, client, c.Repository, c.ImageName, c.Labels)
+		if err == nil && len(d.keys) > 0 {
+			err = verifyImage(ctx, client, c.Repository, &out, c.ImageName, c.Labels, d.keys)
+		}
 	}
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -295,6 +332,82 @@ func findOCI(ctx context.Context, c *Config) (DatasourceOutput, error) {
 		out.Labels = map[string]string{}
 	}
 	return out, nil
+}
+
+// verifyOCI checks the signature of the image findOCI chose (out), as
+// `cosign verify --key` does: see ociregistry.Client.Verify.
+func verifyOCI(ctx context.Context, c *Config, out *DatasourceOutput, keys []*signing.PublicKey) error {
+	return fmt.Errorf("image %q %s (%s): verify_key is not supported for oci:// repositories yet", c.ImageName, imagemeta.FormatLabels(c.Labels), out.URL)
+}
+
+// verifyImage checks the Sigstore bundles beside the image find chose
+// (out) with keys: the image's signature `<image>.sigstore.json` over the
+// SHA-256 the index gives (which the build's iso_checksum then checks
+// against the download), then its signed provenance
+// `<image>.provenance.sigstore.json` (same subject), which must name name
+// and labels. The bundles are found by name, not through index.json. On
+// success out.KeyFingerprint is the key that verified.
+func verifyImage(ctx context.Context, client *http.Client, loc string, out *DatasourceOutput, name string, labels map[string]string, keys []*signing.PublicKey) error {
+	refuse := func(err error) error {
+		return fmt.Errorf("image %q %s (%s, %s) refused by verify_key: %w",
+			name, imagemeta.FormatLabels(labels), imagemeta.StripURLCredentials(out.URL), out.Checksum, err)
+	}
+	l, err := imagemeta.ParseLocation(loc)
+	if err != nil {
+		return refuse(err)
+	}
+	digest, err := hex.DecodeString(strings.TrimPrefix(out.Checksum, "sha256:"))
+	if err != nil || len(digest) != 32 {
+		return refuse(fmt.Errorf("no valid sha256 in index.json"))
+	}
+	read := func(rel string) ([]byte, error) {
+		b, err := l.ReadFile(ctx, client, rel)
+		if errors.Is(err, imagemeta.ErrNotFound) {
+			return nil, fmt.Errorf("it is not signed: %s not found (keys: %s)", l.Show(rel), fingerprints(keys))
+		}
+		return b, err
+	}
+	rel := out.Path + ".sigstore.json"
+	b, err := read(rel)
+	if err != nil {
+		return refuse(err)
+	}
+	v, err := signing.VerifyBlob(b, digest, keys)
+	if err != nil {
+		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
+	}
+	rel = out.Path + ".provenance.sigstore.json"
+	if b, err = read(rel); err != nil {
+		return refuse(fmt.Errorf("its provenance: %w", err))
+	}
+	pv, err := signing.VerifyAttestation(b, digest, keys, signing.PredicateSLSAProvenance1)
+	if err != nil {
+		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
+	}
+	if err := signing.CheckProvenance(pv.Statement, name, labels); err != nil {
+		return refuse(fmt.Errorf("%s: %w", l.Show(rel), err))
+	}
+	// index.json's created and the provenance's finishedOn are the same
+	// moment (the post-processor's finish): another build's validly
+	// signed image put in this entry's place shows a different one.
+	if fin, err := time.Parse(time.RFC3339, out.FinishedAt); err == nil {
+		if signed := signing.ProvenanceFinishedOn(pv.Statement); !signed.IsZero() && !signed.Truncate(time.Second).Equal(fin.Truncate(time.Second)) {
+			return refuse(fmt.Errorf("%s: the signed provenance says the build finished at %s, index.json says %s: an image of another build in this entry's place?",
+				l.Show(rel), signed.UTC().Format(time.RFC3339), out.FinishedAt))
+		}
+	}
+	log.Printf("[INFO] cloudimg-repository: %s verified with the key %s", out.Path, v.Key)
+	out.KeyFingerprint = v.Key.Fingerprint
+	return nil
+}
+
+// fingerprints lists keys for a message.
+func fingerprints(keys []*signing.PublicKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = k.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // newHTTPClient is http.DefaultTransport's behaviour (proxy from the

@@ -19,6 +19,7 @@ type FlatConfig struct {
 	ImageName  *string           `mapstructure:"image_name" required:"true" cty:"image_name" hcl:"image_name"`
 	Labels     map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
 	Timeout    *string           `mapstructure:"timeout" cty:"timeout" hcl:"timeout"`
+	VerifyKey  []string          `mapstructure:"verify_key" cty:"verify_key" hcl:"verify_key"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -42,6 +43,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"image_name": &hcldec.AttrSpec{Name: "image_name", Type: cty.String, Required: false},
 		"labels":     &hcldec.AttrSpec{Name: "labels", Type: cty.Map(cty.String), Required: false},
 		"timeout":    &hcldec.AttrSpec{Name: "timeout", Type: cty.String, Required: false},
+		"verify_key": &hcldec.AttrSpec{Name: "verify_key", Type: cty.List(cty.String), Required: false},
 	}
 	return s
 }
@@ -62,6 +64,7 @@ type FlatDatasourceOutput struct {
 	OSID           *string           `mapstructure:"os_id" cty:"os_id" hcl:"os_id"`
 	OSVersionID    *string           `mapstructure:"os_version_id" cty:"os_version_id" hcl:"os_version_id"`
 	OSName         *string           `mapstructure:"os_name" cty:"os_name" hcl:"os_name"`
+	KeyFingerprint *string           `mapstructure:"key_fingerprint" cty:"key_fingerprint" hcl:"key_fingerprint"`
 }
 
 // FlatMapstructure returns a new FlatDatasourceOutput.
@@ -89,6 +92,7 @@ func (*FlatDatasourceOutput) HCL2Spec() map[string]hcldec.Spec {
 		"os_id":           &hcldec.AttrSpec{Name: "os_id", Type: cty.String, Required: false},
 		"os_version_id":   &hcldec.AttrSpec{Name: "os_version_id", Type: cty.String, Required: false},
 		"os_name":         &hcldec.AttrSpec{Name: "os_name", Type: cty.String, Required: false},
+		"key_fingerprint": &hcldec.AttrSpec{Name: "key_fingerprint", Type: cty.String, Required: false},
 	}
 	return s
 }

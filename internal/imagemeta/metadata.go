@@ -38,6 +38,17 @@ type Metadata struct {
 	// provenance), each with its SHA-256; here their paths are relative to
 	// the directory of the metadata file itself. Omitted when none.
 	Sidecars []Sidecar `json:"sidecars,omitempty"`
+	// Signing says how the image and its documents were signed; omitted
+	// when they were not.
+	Signing *Signing `json:"signing,omitempty"`
+}
+
+// Signing records the key the Sigstore bundles listed in Sidecars were
+// made with — never the key itself or its password.
+type Signing struct {
+	// KeyFingerprint is the lower-case hex SHA-256 of the public key's
+	// PKIX DER encoding (the bundles' key hint, there base64-encoded).
+	KeyFingerprint string `json:"key_fingerprint"`
 }
 
 // Image describes one image file.

@@ -79,7 +79,9 @@ type IndexEntry struct {
 // Sidecar is one document stored next to an image in the repository.
 type Sidecar struct {
 	// Kind says what the document is: SidecarMetadata, SidecarCycloneDX,
-	// SidecarSPDX or SidecarProvenance (others may be added).
+	// SidecarSPDX, SidecarProvenance or one of the Sigstore bundles
+	// (SidecarSignature, SidecarProvenanceSignature, SidecarSBOMSignature);
+	// others may be added.
 	Kind string `json:"kind"`
 	// Path is relative to the repository directory and slash-separated; an
 	// absolute path given to Add is made relative to Dir.
@@ -94,6 +96,18 @@ const (
 	SidecarCycloneDX  = "sbom-cyclonedx" // CycloneDX JSON SBOM
 	SidecarSPDX       = "sbom-spdx"      // SPDX JSON SBOM
 	SidecarProvenance = "provenance"     // in-toto Statement with an SLSA Provenance predicate
+
+	// SidecarSignature is <image>.sigstore.json: a Sigstore bundle signing
+	// the image file (`cosign verify-blob`).
+	SidecarSignature = "signature"
+	// SidecarProvenanceSignature is <image>.provenance.sigstore.json: the
+	// provenance statement in a DSSE envelope (`cosign
+	// verify-blob-attestation --type slsaprovenance1`).
+	SidecarProvenanceSignature = "provenance-signature"
+	// SidecarSBOMSignature is <image>.sbom.sigstore.json: the SBOM as the
+	// predicate of an in-toto statement in a DSSE envelope (`cosign
+	// verify-blob-attestation --type cyclonedx` or `spdxjson`).
+	SidecarSBOMSignature = "sbom-signature"
 )
 
 func (r *Repo) warn(format string, args ...any) {

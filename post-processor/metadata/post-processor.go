@@ -31,6 +31,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
 
@@ -108,8 +109,50 @@ type Config struct {
 	// clear.
 	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters"`
 
+	// How the image and its documents are signed: `"none"` (nothing is
+	// signed) or `"key"` (with `key_file`). Default `"key"` when `key_file`
+	// is set, else `"none"`. Packer's own `provenance` post-processor names
+	// this option alike; its `kms` and `keyless` modes need Sigstore or KMS
+	// services and are not offered here (sign keyless with cosign
+	// afterwards: see Signing and verifying).
+	SigningMode string `mapstructure:"signing_mode"`
+	// The private key that signs, as cosign takes it: a file — the
+	// encrypted `cosign.key` that `cosign generate-key-pair` writes, or an
+	// unencrypted PKCS#8 PEM ECDSA P-256 key — or `env://NAME` for the PEM
+	// text in the environment variable `NAME`. With a key the
+	// post-processor writes, beside the image and listed in the metadata,
+	// `index.json` and `SHA256SUMS`, three Sigstore bundles:
+	// `<image>.sigstore.json` (the image file; `cosign verify-blob`),
+	// `<image>.provenance.sigstore.json` (the provenance; `cosign
+	// verify-blob-attestation --type slsaprovenance1`) and
+	// `<image>.sbom.sigstore.json` (the SBOM; `--type cyclonedx` or
+	// `spdxjson`). The metadata records the key's fingerprint. (Packer's
+	// `provenance` post-processor calls its key `key` or `signer`, which
+	// there may also be a KMS URI and must be unencrypted; this one is a
+	// file, possibly cosign's encrypted key, hence `key_file` and
+	// `key_password`.)
+	KeyFile string `mapstructure:"key_file"`
+	// The password of an encrypted `key_file`. Default: the `COSIGN_PASSWORD`
+	// environment variable, as cosign reads it. Pass it from a `sensitive`
+	// variable; it is written to no log, document or error.
+	KeyPassword string `mapstructure:"key_password"`
+	// Public key files (PEM, e.g. `cosign.pub`, or `env://NAME`) every
+	// bundle is verified against once signed; the build fails when the key
+	// that signed is none of them, so that an image is never published
+	// signed with a key its consumers' `verify_key` would refuse. Packer's
+	// `provenance` post-processor calls this `verifier` (one key); here it
+	// is a list, as `verify_key` is. Default: the signing key's own public
+	// key.
+	Verifier []string `mapstructure:"verifier"`
+
 	ctx interpolate.Context
 }
+
+// Signing modes of the signing_mode option.
+const (
+	SigningNone = "none"
+	SigningKey  = "key"
+)
 
 // SBOM formats of the sbom option.
 const (
@@ -124,6 +167,10 @@ const pluginModule = "github.com/packer-cloudimg/packer-plugin-cloudimg"
 // PostProcessor is the cloudimg-metadata post-processor.
 type PostProcessor struct {
 	config Config
+	// signer is the loaded key_file (nil: no signing).
+	signer *signing.Signer
+	// verifiers are the verifier keys (default: the signer's own).
+	verifiers []*signing.PublicKey
 }
 
 // ConfigSpec returns the HCL2 spec of Config.
@@ -189,6 +236,9 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 		if strings.TrimSpace(k) == "" {
 			add("labels: empty label name")
 		}
+	}
+	if err := p.configureSigning(); err != nil {
+		add("%v", err)
 	}
 	if errs != nil && len(errs.Errors) > 0 {
 		return errs
@@ -324,6 +374,9 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		ui.Say("Wrote " + path)
 		return nil
 	}
+	// Made first, signed second, written third: a signed document is
+	// written as the exact bytes that were signed.
+	var docs []document
 	subject := filepath.Base(image)
 	if facts != nil && c.SBOM != SBOMNone {
 		in := sbom.Input{
@@ -340,16 +393,26 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 		if err != nil {
 			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		if err := write(kind, path, b); err != nil {
-			return nil, err
-		}
+		docs = append(docs, document{kind, path, b})
 	}
 	if !c.Provenance.False() { // default true
 		b, err := provenance.Statement(p.provenanceInput(subject, img.Checksums["sha256"], builderID, &doc))
 		if err != nil {
 			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
 		}
-		if err := write(imagemeta.SidecarProvenance, image+".intoto.json", b); err != nil {
+		docs = append(docs, document{imagemeta.SidecarProvenance, image + ".intoto.json", b})
+	}
+	if p.signer != nil {
+		bundles, err := p.sign(ctx, image, img.Checksums["sha256"], docs)
+		if err != nil {
+			return nil, fmt.Errorf("cloudimg-metadata: signing %s: %w", image, err)
+		}
+		ui.Say(fmt.Sprintf("Signed %s and its documents with the key sha256:%s", filepath.Base(image), p.signer.Fingerprint()))
+		docs = append(docs, bundles...)
+		doc.Signing = &imagemeta.Signing{KeyFingerprint: p.signer.Fingerprint()}
+	}
+	for _, d := range docs {
+		if err := write(d.kind, d.path, d.data); err != nil {
 			return nil, err
 		}
 	}
@@ -468,7 +531,7 @@ func inside(dir, p string) bool {
 
 // documentSuffixes end the names of the documents this post-processor
 // writes beside an image.
-var documentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json"}
+var documentSuffixes = []string{".metadata.json", ".cdx.json", ".spdx.json", ".intoto.json", ".sigstore.json"}
 
 // imageFiles are the files to describe: every file of the artifact but
 // the documents this post-processor writes and the UEFI variables store that a cloudimg-kvm artifact

@@ -29,6 +29,10 @@ type FlatConfig struct {
 	SBOM                 *string           `mapstructure:"sbom" cty:"sbom" hcl:"sbom"`
 	Provenance           *bool             `mapstructure:"provenance" cty:"provenance" hcl:"provenance"`
 	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters" cty:"provenance_parameters" hcl:"provenance_parameters"`
+	SigningMode          *string           `mapstructure:"signing_mode" cty:"signing_mode" hcl:"signing_mode"`
+	KeyFile              *string           `mapstructure:"key_file" cty:"key_file" hcl:"key_file"`
+	KeyPassword          *string           `mapstructure:"key_password" cty:"key_password" hcl:"key_password"`
+	Verifier             []string          `mapstructure:"verifier" cty:"verifier" hcl:"verifier"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -62,6 +66,10 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"sbom":                       &hcldec.AttrSpec{Name: "sbom", Type: cty.String, Required: false},
 		"provenance":                 &hcldec.AttrSpec{Name: "provenance", Type: cty.Bool, Required: false},
 		"provenance_parameters":      &hcldec.AttrSpec{Name: "provenance_parameters", Type: cty.Map(cty.String), Required: false},
+		"signing_mode":               &hcldec.AttrSpec{Name: "signing_mode", Type: cty.String, Required: false},
+		"key_file":                   &hcldec.AttrSpec{Name: "key_file", Type: cty.String, Required: false},
+		"key_password":               &hcldec.AttrSpec{Name: "key_password", Type: cty.String, Required: false},
+		"verifier":                   &hcldec.AttrSpec{Name: "verifier", Type: cty.List(cty.String), Required: false},
 	}
 	return s
 }

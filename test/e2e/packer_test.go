@@ -106,7 +106,9 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 }
 
 // startPackerEnv is startPacker with extra environment variables ("K=V"),
-// which override the suite's (the last of a name wins).
+// which override the suite's (the last of a name wins): how a test hands
+// Packer a registry's DOCKER_CONFIG, or a secret (PKR_VAR_…,
+// COSIGN_PASSWORD) that must not be on its command line, which Packer logs.
 func startPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerProc {
 	t.Helper()
 	rotatePackerFiles(t, dir)

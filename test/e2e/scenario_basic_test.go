@@ -28,7 +28,11 @@ import (
 // variant from the image through the repository data source (testChained).
 func TestScenarioBasic(t *testing.T) {
 	tm := newTimings(t)
-	built := buildBasic(t, tm, debian12, "")
+	// The image is signed with a key pair cosign makes (issue #23); a
+	// second pair is the wrong key.
+	keyDir := testDir(t)
+	team, other := newCosignKeys(t, keyDir, "team"), newCosignKeys(t, keyDir, "other")
+	built := buildBasicSigned(t, tm, debian12, "", team, other)
 	output, token := built.output, built.token
 
 	// Guest side: two first boots of the output, side by side.
@@ -111,6 +115,8 @@ const buildHostname = "packer-basic"
 
 // basicBuild is what buildBasic built.
 type basicBuild struct {
+	keys   *cosignKeys // the key the image is signed with (nil: unsigned)
+	other  *cosignKeys // another key pair, which must not verify it
 	dir    string      // the test directory Packer ran in (packer.out)
 	repo   string      // the image repository
 	rel    string      // the image's path inside repo
@@ -137,6 +143,14 @@ var seedSummaryRe = regexp.MustCompile(`Created the cidata seed \(instance-id ([
 // and the repository on the host; it stops the test unless all is right.
 func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild {
 	t.Helper()
+	return buildBasicSigned(t, tm, c, userData, nil, nil)
+}
+
+// buildBasicSigned is buildBasic with the image signed with keys (its
+// password handed to Packer as PKR_VAR_key_password, a sensitive
+// variable) and checked with cosign (checkSigned; other is the wrong key).
+func buildBasicSigned(t *testing.T, tm *timings, c cell, userData string, keys, other *cosignKeys) *basicBuild {
+	t.Helper()
 	img := testImage(t, c)
 	srcSum := testImageSHA256(t, c)
 	dir := copyScenario(t, "basic", testDir(t))
@@ -155,8 +169,13 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 		"cell":         string(c.orDefault()),
 		"user_data":    userData,
 	}
+	var env []string
+	if keys != nil {
+		vars["key_file"] = keys.key
+		env = append(env, "PKR_VAR_key_password="+keys.password)
+	}
 	start := time.Now()
-	run := buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...)
+	run := startPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(vars, "build.pkr.hcl")...)...).Wait()
 	run.mustSucceed(t)
 	tm.since("build", start)
 
@@ -223,6 +242,14 @@ func buildBasic(t *testing.T, tm *timings, c cell, userData string) *basicBuild 
 	if t.Failed() {
 		t.FailNow()
 	}
+	if keys != nil {
+		start := time.Now()
+		checkSigned(t, output, repo, rel, keys, other)
+		tm.since("signature checks (cosign)", start)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
 	traces := buildTraces{instanceID: m[1], mac: m[2], hostname: buildHostname}
-	return &basicBuild{dir: dir, repo: repo, rel: rel, output: output, token: token, meta: meta, run: run, traces: traces}
+	return &basicBuild{keys: keys, other: other, dir: dir, repo: repo, rel: rel, output: output, token: token, meta: meta, run: run, traces: traces}
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -52,6 +53,28 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 		t.Fatalf("the base's metadata has no build.packer_run_uuid")
 	}
 
+	var baseProvenance string
+	if base.keys != nil {
+		// verify_key refuses an unsigned base and a base signed by another
+		// key, at the data source, before any VM (issue #23).
+		start := time.Now()
+		// A hard-linked copy (same file system: under the run's work
+		// directory) without the image's signature.
+		unsigned := filepath.Join(testDir(t), "repository")
+		if out, err := exec.Command("cp", "-al", base.repo, unsigned).CombinedOutput(); err != nil {
+			t.Fatalf("cp -al: %v\n%s", err, out)
+		}
+		if err := os.Remove(filepath.Join(unsigned, base.rel+".sigstore.json")); err != nil {
+			t.Fatal(err)
+		}
+		testChainedRefused(t, unsigned, []string{base.keys.pub}, "it is not signed", base.rel+".sigstore.json not found", "sha256:"+base.keys.fingerprint)
+		testChainedRefused(t, base.repo, []string{base.other.pub}, "does not verify with the key sha256:"+base.other.fingerprint+" ("+base.other.pub+")")
+		tm.since("two refused chained builds", start)
+		// keep_last removes the base: its provenance is kept for later.
+		baseProvenance = filepath.Join(t.TempDir(), "base.provenance.sigstore.json")
+		writeFile(t, baseProvenance, mustReadFile(t, baseImage+".provenance.sigstore.json"), 0o644)
+	}
+
 	dir := copyScenario(t, "chained", testDir(t))
 	imageID := "variant-" + randHex(4)
 	vars := map[string]string{
@@ -61,8 +84,18 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 		"base_token":    base.token,
 		"variant_token": "e2e-" + randHex(16),
 	}
+	var env []string
+	if base.keys != nil {
+		// Rotation: the other key first; the base verifies with the
+		// second. The variant is signed with the key from the environment
+		// (env://) and COSIGN_PASSWORD.
+		keys, _ := json.Marshal([]string{base.other.pub, base.keys.pub})
+		vars["verify_key"] = string(keys)
+		vars["key_file"] = "env://CLOUDIMG_E2E_COSIGN_KEY"
+		env = append(env, "CLOUDIMG_E2E_COSIGN_KEY="+string(mustReadFile(t, base.keys.key)), "COSIGN_PASSWORD="+base.keys.password)
+	}
 	start := time.Now()
-	run := buildPacker(t, dir, buildArgs(vars, "variant.pkr.hcl")...)
+	run := startPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...).Wait()
 	run.mustSucceed(t)
 	tm.since("chained build", start)
 
@@ -103,5 +136,22 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 	sums := string(mustReadFile(t, filepath.Join(base.repo, "SHA256SUMS")))
 	if baseDir := filepath.Dir(base.rel) + "/"; strings.Contains(sums, "  "+baseDir) {
 		t.Errorf("SHA256SUMS still lists files of the base's directory %s:\n%s", baseDir, sums)
+	}
+
+	if base.keys != nil {
+		start := time.Now()
+		// The data source and the builder verified the base.
+		if !strings.Contains(run.Output, "Source image signed by the key sha256:"+base.keys.fingerprint) {
+			t.Errorf("the chained build's output does not say the builder verified the base with %s", base.keys.fingerprint)
+		}
+		checkSigned(t, variant, base.repo, rel, base.keys, base.other)
+		// The base's provenance is another build's: not the variant's.
+		args := append(append([]string{"verify-blob-attestation"}, cosignVerifyArgs(base.keys.pub, baseProvenance)...), "--type", "slsaprovenance1", variant)
+		if out, err := runCosign(t, filepath.Dir(variant), nil, args...); err == nil {
+			t.Errorf("cosign verified the base build's provenance for the variant:\n%s", out)
+		}
+		// The password: in no log (PACKER_LOG=1), output, document or bundle.
+		checkNoSecret(t, base.keys.password, base.dir, dir, filepath.Dir(base.keys.key))
+		tm.since("chained signature checks", start)
 	}
 }

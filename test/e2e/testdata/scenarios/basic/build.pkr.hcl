@@ -56,6 +56,19 @@ variable "marker_token" {
   description = "Random token written to /etc/cloudimg-e2e-marker."
 }
 
+variable "key_file" {
+  type        = string
+  default     = ""
+  description = "cosign's private key: the metadata post-processor signs with it (TestScenarioBasic); empty: nothing is signed."
+}
+
+variable "key_password" {
+  type        = string
+  default     = ""
+  sensitive   = true
+  description = "The key's password (the test passes it as PKR_VAR_key_password)."
+}
+
 source "cloudimg-kvm" "basic" {
   iso_url          = var.iso_url
   iso_checksum     = var.iso_checksum
@@ -94,5 +107,7 @@ build {
     provenance_parameters = {
       cell = var.cell
     }
+    key_file     = var.key_file
+    key_password = var.key_password
   }
 }

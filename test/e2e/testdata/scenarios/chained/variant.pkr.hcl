@@ -36,10 +36,23 @@ variable "variant_token" {
   description = "Random token written to /etc/cloudimg-e2e-variant."
 }
 
+variable "verify_key" {
+  type        = list(string)
+  default     = []
+  description = "Public keys one of which must have signed the base (data source and builder)."
+}
+
+variable "key_file" {
+  type        = string
+  default     = ""
+  description = "The key the variant is signed with (the test gives env://…, its password in COSIGN_PASSWORD)."
+}
+
 data "cloudimg-repository" "base" {
   repository = var.repository
   image_name = "basic"
   labels     = { scenario = "basic" }
+  verify_key = var.verify_key
 }
 
 source "cloudimg-kvm" "basic" {
@@ -49,6 +62,7 @@ source "cloudimg-kvm" "basic" {
   output_directory = "${var.repository}/${var.image_id}"
   vm_name          = "basic.qcow2"
   serial_log_file  = "${path.cwd}/variant.serial.log"
+  verify_key       = var.verify_key
 }
 
 build {
@@ -71,5 +85,6 @@ build {
       cell     = var.cell
     }
     keep_last = 1
+    key_file  = var.key_file
   }
 }
