@@ -23,8 +23,8 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 

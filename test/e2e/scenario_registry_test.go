@@ -79,8 +79,11 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		// reaches.
 		cp := startConnectProxy(t, reg.Host)
 		via := reg.viaConnectProxy(cp)
-		run := push(t, via, via.ClientEnv, "team/artifacts", map[string]string{
-			"tags": `["v1"]`, "layout": "artifact", "username": reg.User, "password": reg.Password,
+		// The password as a sensitive variable from the environment, never
+		// on Packer's command line.
+		env := append([]string{"PKR_VAR_password=" + reg.Password}, via.ClientEnv...)
+		run := push(t, via, env, "team/artifacts", map[string]string{
+			"tags": `["v1"]`, "layout": "artifact", "username": reg.User,
 		}, baseMeta)
 		run.mustSucceed(t)
 		if len(cp.Tunnels()) == 0 {
@@ -190,7 +193,7 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 
 		t.Run("wrong-password", func(t *testing.T) {
 			wrong := "pw-wrong-" + randHex(12)
-			run := push(t, reg, nil, "team/faults", map[string]string{"layout": "artifact", "username": reg.User, "password": wrong}, armMeta)
+			run := push(t, reg, []string{"PKR_VAR_password=" + wrong}, "team/faults", map[string]string{"layout": "artifact", "username": reg.User}, armMeta)
 			run.mustFail(t, "registry "+reg.Host, "refused the credentials")
 			checkSecretAbsent(t, wrong, dir)
 		})
