@@ -37,8 +37,29 @@ type Push struct {
 	// Tags name the image (or, see Pushed.Index, an index of it and its
 	// other platforms) once everything else is in place.
 	Tags []string
+	// Attest, when set, is called for the image manifest once it is in the
+	// registry, and for each index the push writes before a tag names it;
+	// what it returns is attached to that manifest as referrers (the
+	// signatures and attestations that `cosign verify` and `cosign
+	// verify-attestation` read). An error fails the push before any tag
+	// moves.
+	Attest func(ctx context.Context, subject ocispec.Descriptor) ([]Attachment, error)
 	// Progress, when set, is told what happens, one line at a time.
 	Progress func(string)
+}
+
+// Attachment is in-memory content attached as a referrer.
+type Attachment struct {
+	// Data is the content: the referrer manifest's one layer.
+	Data []byte
+	// ArtifactType is the manifest's artifactType and the layer's media
+	// type, e.g. "application/vnd.dev.sigstore.bundle.v0.3+json".
+	ArtifactType string
+	// Title is the layer's org.opencontainers.image.title (a file name).
+	Title string
+	// Annotations go on the referrer manifest (and so, in the referrers
+	// list, on its descriptor), besides org.opencontainers.image.created.
+	Annotations map[string]string
 }
 
 // Pushed is the outcome of a push.
@@ -188,13 +209,16 @@ func (c *Client) Push(ctx context.Context, p Push) (*Pushed, error) {
 	}
 	// 3. Referrers.
 	subject := ocispec.Descriptor{MediaType: md.MediaType, Digest: md.Digest, Size: md.Size}
+	var attach []Attachment
 	for _, doc := range p.Documents {
-		rd, err := c.pushReferrer(ctx, subject, doc, im.Created, out)
+		b, err := os.ReadFile(doc.Path)
 		if err != nil {
-			return nil, c.fail("pushing "+fileName(doc.Path)+" as a referrer", err)
+			return nil, err
 		}
-		say("Attached %s (%s) to %s", fileName(doc.Path), doc.ArtifactType, md.Digest)
-		out.Referrers = append(out.Referrers, rd)
+		attach = append(attach, Attachment{Data: b, ArtifactType: doc.ArtifactType, Title: fileName(doc.Path)})
+	}
+	if err := c.attach(ctx, subject, attach, p.Attest, im.Created, out, say); err != nil {
+		return nil, err
 	}
 	// 4. Tags: the build's own first, then the moving ones.
 	out.BuildTag = BuildTag(im.Name, im.Arch, im.Created, out.SHA256)
@@ -206,7 +230,9 @@ func (c *Client) Push(ctx context.Context, p Push) (*Pushed, error) {
 		if t == out.BuildTag {
 			continue
 		}
-		idx, err := c.tagPlatform(ctx, t, md, mb, &im)
+		idx, err := c.tagPlatform(ctx, t, md, mb, &im, func(ctx context.Context, index ocispec.Descriptor) error {
+			return c.attach(ctx, index, nil, p.Attest, im.Created, out, say)
+		})
 		if err != nil {
 			return nil, c.fail("tagging "+t, err)
 		}
@@ -254,17 +280,36 @@ func (c *Client) pushManifest(ctx context.Context, d ocispec.Descriptor, b []byt
 	return c.repo.Manifests().PushReference(ctx, d, bytes.NewReader(b), tag)
 }
 
-// pushReferrer pushes doc as an artifact whose subject is the image
-// manifest. Its manifest carries the document's file name as title and the
-// image's created time, so that pushing it again gives the same digest.
-func (c *Client) pushReferrer(ctx context.Context, subject ocispec.Descriptor, doc Document, created time.Time, out *Pushed) (ocispec.Descriptor, error) {
-	b, err := os.ReadFile(doc.Path)
-	if err != nil {
-		return ocispec.Descriptor{}, err
+// attach pushes atts, then what attest returns for subject, as referrers
+// of subject.
+func (c *Client) attach(ctx context.Context, subject ocispec.Descriptor, atts []Attachment, attest func(context.Context, ocispec.Descriptor) ([]Attachment, error), created time.Time, out *Pushed, say func(string, ...any)) error {
+	subject = ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size}
+	if attest != nil {
+		more, err := attest(ctx, subject)
+		if err != nil {
+			return err
+		}
+		atts = append(atts, more...)
 	}
-	layer := descriptorOf(doc.ArtifactType, b)
-	layer.Annotations = map[string]string{ocispec.AnnotationTitle: fileName(doc.Path)}
-	if err := c.pushBlob(ctx, layer, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, out); err != nil {
+	for _, a := range atts {
+		rd, err := c.pushReferrer(ctx, subject, a, created, out)
+		if err != nil {
+			return c.fail("pushing "+a.Title+" as a referrer", err)
+		}
+		say("Attached %s (%s) to %s", a.Title, a.ArtifactType, subject.Digest)
+		out.Referrers = append(out.Referrers, rd)
+	}
+	return nil
+}
+
+// pushReferrer pushes a as an artifact whose subject is subject, with the
+// empty config (image-spec's guidance for artifacts). Its manifest carries
+// the image's created time, so that pushing it again gives the same
+// digest.
+func (c *Client) pushReferrer(ctx context.Context, subject ocispec.Descriptor, a Attachment, created time.Time, out *Pushed) (ocispec.Descriptor, error) {
+	layer := descriptorOf(a.ArtifactType, a.Data)
+	layer.Annotations = map[string]string{ocispec.AnnotationTitle: a.Title}
+	if err := c.pushBlob(ctx, layer, func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(a.Data)), nil }, out); err != nil {
 		return ocispec.Descriptor{}, err
 	}
 	empty := ocispec.DescriptorEmptyJSON
@@ -274,12 +319,15 @@ func (c *Client) pushReferrer(ctx context.Context, subject ocispec.Descriptor, d
 	}, out); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	mb, md, err := manifest(doc.ArtifactType, empty, []ocispec.Descriptor{layer}, &subject,
-		map[string]string{ocispec.AnnotationCreated: created.UTC().Format(time.RFC3339)})
+	annotations := map[string]string{ocispec.AnnotationCreated: created.UTC().Format(time.RFC3339)}
+	for k, v := range a.Annotations {
+		annotations[k] = v
+	}
+	mb, md, err := manifest(a.ArtifactType, empty, []ocispec.Descriptor{layer}, &subject, annotations)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	md.ArtifactType = doc.ArtifactType
+	md.ArtifactType = a.ArtifactType
 	return md, c.pushManifest(ctx, md, mb, "")
 }
 
@@ -287,7 +335,7 @@ func (c *Client) pushReferrer(ctx context.Context, subject ocispec.Descriptor, d
 // other platforms of the same build that tag already names. It returns that
 // index's descriptor (its Annotations map each platform's arch to its
 // digest, for the caller's message) or nil when the tag names md itself.
-func (c *Client) tagPlatform(ctx context.Context, tag string, md ocispec.Descriptor, mb []byte, im *Image) (*ocispec.Descriptor, error) {
+func (c *Client) tagPlatform(ctx context.Context, tag string, md ocispec.Descriptor, mb []byte, im *Image, attest func(context.Context, ocispec.Descriptor) error) (*ocispec.Descriptor, error) {
 	unlock, err := lockTag(c.ref.Name() + ":" + tag)
 	if err != nil {
 		return nil, err
@@ -340,6 +388,12 @@ func (c *Client) tagPlatform(ctx context.Context, tag string, md ocispec.Descrip
 		return nil, err
 	}
 	id := descriptorOf(ocispec.MediaTypeImageIndex, ib)
+	if err := c.pushManifest(ctx, id, ib, ""); err != nil {
+		return nil, err
+	}
+	if err := attest(ctx, id); err != nil {
+		return nil, err
+	}
 	if err := c.pushManifest(ctx, id, ib, tag); err != nil {
 		return nil, err
 	}

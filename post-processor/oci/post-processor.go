@@ -27,6 +27,8 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signconfig"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 
 // BuilderID is the BuilderId of the artifact this post-processor returns.
@@ -36,6 +38,13 @@ const BuilderID = "packer-cloudimg.oci"
 type Config struct {
 	common.PackerConfig `mapstructure:",squash"`
 	ociconfig.Config    `mapstructure:",squash"`
+	// Signing in the registry: with a key, each pushed manifest gets
+	// Sigstore bundles attached as referrers (artifactType
+	// `application/vnd.dev.sigstore.bundle.v0.3+json`), as cosign v3 signs
+	// an image, so that `cosign verify --key` and `cosign verify-attestation
+	// --key … --type slsaprovenance1` (and `cyclonedx` / `spdxjson`) pass on
+	// the pushed reference. See the options below.
+	signconfig.Signing `mapstructure:",squash"`
 
 	// The registry repository to push to, `host[:port]/path` (an `oci://`
 	// prefix is accepted), e.g. `registry.example.org/team/nodes`. No tag
@@ -83,8 +92,10 @@ type Config struct {
 
 // PostProcessor is the cloudimg-oci post-processor.
 type PostProcessor struct {
-	config Config
-	ref    ociregistry.Reference
+	config    Config
+	ref       ociregistry.Reference
+	signer    *signing.Signer
+	verifiers []*signing.PublicKey
 }
 
 // ConfigSpec returns the HCL2 spec of Config.
@@ -134,6 +145,11 @@ func (p *PostProcessor) Configure(raws ...interface{}) error {
 	for _, err := range c.Config.Validate() {
 		errs = packersdk.MultiErrorAppend(errs, err)
 	}
+	signer, verifiers, err := c.Signing.Load()
+	if err != nil {
+		add("%v", err)
+	}
+	p.signer, p.verifiers = signer, verifiers
 	if errs != nil && len(errs.Errors) > 0 {
 		return errs
 	}
@@ -157,6 +173,13 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	for _, push := range pushes {
 		push.Layout, push.Tags = c.Layout, c.Tags
 		push.Progress = func(s string) { ui.Say(s) }
+		if p.signer != nil {
+			atts, err := documentAttestations(push.Documents)
+			if err != nil {
+				return nil, false, false, fmt.Errorf("cloudimg-oci: %w", err)
+			}
+			push.Attest = attester(p.signer, p.verifiers, atts)
+		}
 		res, err := client.Push(ctx, push)
 		if err != nil {
 			return nil, false, false, fmt.Errorf("cloudimg-oci: %s: %w", push.Image.Path, err)

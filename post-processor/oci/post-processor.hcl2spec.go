@@ -22,6 +22,10 @@ type FlatConfig struct {
 	Password            *string           `mapstructure:"password" cty:"password" hcl:"password"`
 	CAFile              *string           `mapstructure:"ca_file" cty:"ca_file" hcl:"ca_file"`
 	PlainHTTP           *bool             `mapstructure:"plain_http" cty:"plain_http" hcl:"plain_http"`
+	SigningMode         *string           `mapstructure:"signing_mode" cty:"signing_mode" hcl:"signing_mode"`
+	KeyFile             *string           `mapstructure:"key_file" cty:"key_file" hcl:"key_file"`
+	KeyPassword         *string           `mapstructure:"key_password" cty:"key_password" hcl:"key_password"`
+	Verifier            []string          `mapstructure:"verifier" cty:"verifier" hcl:"verifier"`
 	Repository          *string           `mapstructure:"repository" required:"true" cty:"repository" hcl:"repository"`
 	Tags                []string          `mapstructure:"tags" cty:"tags" hcl:"tags"`
 	Layout              *string           `mapstructure:"layout" cty:"layout" hcl:"layout"`
@@ -55,6 +59,10 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"password":                   &hcldec.AttrSpec{Name: "password", Type: cty.String, Required: false},
 		"ca_file":                    &hcldec.AttrSpec{Name: "ca_file", Type: cty.String, Required: false},
 		"plain_http":                 &hcldec.AttrSpec{Name: "plain_http", Type: cty.Bool, Required: false},
+		"signing_mode":               &hcldec.AttrSpec{Name: "signing_mode", Type: cty.String, Required: false},
+		"key_file":                   &hcldec.AttrSpec{Name: "key_file", Type: cty.String, Required: false},
+		"key_password":               &hcldec.AttrSpec{Name: "key_password", Type: cty.String, Required: false},
+		"verifier":                   &hcldec.AttrSpec{Name: "verifier", Type: cty.List(cty.String), Required: false},
 		"repository":                 &hcldec.AttrSpec{Name: "repository", Type: cty.String, Required: false},
 		"tags":                       &hcldec.AttrSpec{Name: "tags", Type: cty.List(cty.String), Required: false},
 		"layout":                     &hcldec.AttrSpec{Name: "layout", Type: cty.String, Required: false},
