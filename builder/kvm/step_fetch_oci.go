@@ -21,7 +21,9 @@ import (
 // platform of the build's arch when the reference names an index),
 // checks it against iso_checksum and the image's own sha256 annotation, and
 // keeps it in Packer's cache under that sha256, so a second build of the
-// same image reads it from there after checking it again.
+// same image reads it from there after checking it again. With verify_key
+// the manifest's signature and signed provenance in the registry are
+// checked first (stepVerifySource leaves oci:// sources to this step).
 //
 // Uses: config. Produces: iso_path (the cached disk), source_image (the
 // artifactstate.SourceImageInfo JSON of what was pulled).
@@ -56,6 +58,16 @@ func (s *stepFetchOCI) Run(ctx context.Context, state multistep.StateBag) multis
 		return halt(state, fmt.Errorf("iso_checksum: for an oci:// iso_url give \"sha256:<hex>\" (the cloudimg-repository data source's checksum) or \"none\", not %q", cfg.ISOChecksum))
 	case want != e.SHA256:
 		return halt(state, fmt.Errorf("iso_checksum: %s is sha256:%s by its annotation, iso_checksum says sha256:%s: refusing it", url, e.SHA256, want))
+	}
+	if len(cfg.verifyKeys) > 0 {
+		// Before any byte of the disk: the signed manifest vouches for the
+		// disk's digest, which the pull then checks.
+		ui.Say("Verifying the source image's signature in the registry (verify_key)...")
+		k, err := client.Verify(ctx, e, cfg.verifyKeys, "", nil)
+		if err != nil {
+			return halt(state, fmt.Errorf("verify_key: source image %s (sha256:%s) refused: %w", e.Ref.URL(), e.SHA256, err))
+		}
+		ui.Say(fmt.Sprintf("The source image %s is signed with the key %s", e.Ref.URL(), k.Fingerprint))
 	}
 	cache, err := packersdk.CachePath("cloudimg-oci")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 
@@ -41,7 +42,8 @@ type stepVerifySource struct {
 
 func (s *stepVerifySource) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
 	cfg := state.Get("config").(*Config)
-	if len(cfg.verifyKeys) == 0 {
+	if len(cfg.verifyKeys) == 0 || ociregistry.IsReference(cfg.ISOUrls[0]) {
+		// An oci:// source is verified in the registry by stepFetchOCI.
 		return multistep.ActionContinue
 	}
 	ui := state.Get("ui").(packersdk.Ui)

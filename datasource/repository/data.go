@@ -223,10 +223,7 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	var out DatasourceOutput
 	var err error
 	if ociregistry.IsReference(c.Repository) {
-		out, err = findOCI(ctx, &c)
-		if err == nil && len(d.keys) > 0 {
-			err = verifyOCI(ctx, &c, &out, d.keys)
-		}
+		out, err = findOCI(ctx, &c, d.keys)
 	} else {
 		out, err = find(ctx, client, c.Repository, c.ImageName, c.Labels)
 		if err == nil && len(d.keys) > 0 {
@@ -305,7 +302,11 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 // findOCI is find for an oci:// repository: the newest image of the name,
 // labels and arch among the manifests cloudimg-oci pushed, from their
 // annotations. url names its platform manifest by digest.
-func findOCI(ctx context.Context, c *Config) (DatasourceOutput, error) {
+//
+// With keys (verify_key), the image must be signed in the registry as
+// cloudimg-oci signs it, and its signed provenance must name the image name
+// and labels (ociregistry.Client.Verify); otherwise it is refused.
+func findOCI(ctx context.Context, c *Config, keys []*signing.PublicKey) (DatasourceOutput, error) {
 	ref, err := ociregistry.ParseReference(c.Repository)
 	if err != nil {
 		return DatasourceOutput{}, fmt.Errorf("repository: %w", err)
@@ -331,13 +332,16 @@ func findOCI(ctx context.Context, c *Config) (DatasourceOutput, error) {
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
+	if len(keys) > 0 {
+		k, err := client.Verify(ctx, e, keys, c.ImageName, c.Labels)
+		if err != nil {
+			return DatasourceOutput{}, fmt.Errorf("image %q %s (%s, %s) refused by verify_key: %w",
+				c.ImageName, imagemeta.FormatLabels(c.Labels), out.URL, out.Checksum, err)
+		}
+		log.Printf("[INFO] cloudimg-repository: %s verified with the key %s", out.URL, k.Fingerprint)
+		out.KeyFingerprint = k.Fingerprint
+	}
 	return out, nil
-}
-
-// verifyOCI checks the signature of the image findOCI chose (out), as
-// `cosign verify --key` does: see ociregistry.Client.Verify.
-func verifyOCI(ctx context.Context, c *Config, out *DatasourceOutput, keys []*signing.PublicKey) error {
-	return fmt.Errorf("image %q %s (%s): verify_key is not supported for oci:// repositories yet", c.ImageName, imagemeta.FormatLabels(c.Labels), out.URL)
 }
 
 // verifyImage checks the Sigstore bundles beside the image find chose

@@ -50,7 +50,7 @@ func TestFindOCI(t *testing.T) {
 	}
 	c := &Config{Repository: "oci://" + host + "/team/nodes", ImageName: "node", Labels: map[string]string{"stage": "prod"},
 		Arch: "amd64", Config: ociconfig.Config{PlainHTTP: true}}
-	out, err := findOCI(context.Background(), c)
+	out, err := findOCI(context.Background(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestFindOCI(t *testing.T) {
 		t.Errorf("found %+v, want the newer amd64 prod image %s", out, want.Ref.URL())
 	}
 	c.Arch = "riscv64"
-	if _, err := findOCI(context.Background(), c); err == nil || !strings.Contains(err.Error(), "no matching image node (riscv64)") || !strings.Contains(err.Error(), host) {
+	if _, err := findOCI(context.Background(), c, nil); err == nil || !strings.Contains(err.Error(), "no matching image node (riscv64)") || !strings.Contains(err.Error(), host) {
 		t.Errorf("no match: %v", err)
 	}
 }

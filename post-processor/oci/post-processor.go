@@ -174,11 +174,9 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		push.Layout, push.Tags = c.Layout, c.Tags
 		push.Progress = func(s string) { ui.Say(s) }
 		if p.signer != nil {
-			atts, err := documentAttestations(push.Documents)
-			if err != nil {
+			if push.Attest, err = ociregistry.Attester(p.signer, p.verifiers, push.Documents); err != nil {
 				return nil, false, false, fmt.Errorf("cloudimg-oci: %w", err)
 			}
-			push.Attest = attester(p.signer, p.verifiers, atts)
 		}
 		res, err := client.Push(ctx, push)
 		if err != nil {

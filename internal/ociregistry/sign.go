@@ -1,4 +1,4 @@
-package oci
+package ociregistry
 
 import (
 	"context"
@@ -10,14 +10,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
-)
-
-// Annotations of a Sigstore bundle referrer (cosign's specs/BUNDLE_SPEC.md).
-const (
-	annotationBundleContent   = "dev.sigstore.bundle.content"
-	annotationBundlePredicate = "dev.sigstore.bundle.predicateType"
 )
 
 // attestations are the in-toto predicates of an image's documents, to be
@@ -31,7 +24,7 @@ type attestation struct {
 // documentAttestations reads the image's documents: the provenance
 // statement's predicate, and the SBOM itself as a CycloneDX or SPDX
 // predicate (what `cosign attest --type cyclonedx|spdxjson` attaches).
-func documentAttestations(docs []ociregistry.Document) ([]attestation, error) {
+func documentAttestations(docs []Document) ([]attestation, error) {
 	var out []attestation
 	for _, d := range docs {
 		b, err := os.ReadFile(d.Path)
@@ -39,30 +32,37 @@ func documentAttestations(docs []ociregistry.Document) ([]attestation, error) {
 			return nil, err
 		}
 		switch d.ArtifactType {
-		case ociregistry.ArtifactTypeInToto:
+		case ArtifactTypeInToto:
 			st, err := signing.ParseStatement(b)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", d.Path, err)
 			}
 			out = append(out, attestation{predicateType: st.PredicateType, predicate: st.Predicate})
-		case ociregistry.ArtifactTypeCycloneDX:
+		case ArtifactTypeCycloneDX:
 			out = append(out, attestation{predicateType: signing.PredicateCycloneDX, predicate: b})
-		case ociregistry.ArtifactTypeSPDX:
+		case ArtifactTypeSPDX:
 			out = append(out, attestation{predicateType: signing.PredicateSPDX, predicate: b})
 		}
 	}
 	return out, nil
 }
 
-// attester signs a pushed manifest the way cosign v3 signs an image in the
+// Attester returns a Push.Attest that signs a pushed manifest the way cosign v3 signs an image in the
 // bundle format: a DSSE-signed statement of type PredicateCosignSign whose
 // subject is the manifest digest (`cosign verify --key`), and, for an image
 // manifest, each of its documents' predicates re-signed with the manifest
 // as subject (`cosign verify-attestation --type …`); an index gets the
 // signature only. Each bundle is verified with the verifiers before it is
 // attached.
-func attester(signer *signing.Signer, verifiers []*signing.PublicKey, atts []attestation) func(context.Context, ocispec.Descriptor) ([]ociregistry.Attachment, error) {
-	return func(ctx context.Context, subject ocispec.Descriptor) ([]ociregistry.Attachment, error) {
+//
+// docs are the image's documents (Push.Documents), whose predicates are
+// read now. Verify checks what this attaches.
+func Attester(signer *signing.Signer, verifiers []*signing.PublicKey, docs []Document) (func(context.Context, ocispec.Descriptor) ([]Attachment, error), error) {
+	atts, err := documentAttestations(docs)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, subject ocispec.Descriptor) ([]Attachment, error) {
 		digest, err := hex.DecodeString(subject.Digest.Encoded())
 		if err != nil {
 			return nil, err
@@ -71,7 +71,7 @@ func attester(signer *signing.Signer, verifiers []*signing.PublicKey, atts []att
 		if subject.MediaType == ocispec.MediaTypeImageManifest {
 			todo = append(todo, atts...)
 		}
-		var out []ociregistry.Attachment
+		var out []Attachment
 		for _, a := range todo {
 			st, err := signing.NewStatement([]signing.Subject{{SHA256: subject.Digest.Encoded()}}, a.predicateType, a.predicate)
 			if err != nil {
@@ -86,11 +86,11 @@ func attester(signer *signing.Signer, verifiers []*signing.PublicKey, atts []att
 			}
 			sum := sha256.Sum256(b)
 			bd := hex.EncodeToString(sum[:])
-			out = append(out, ociregistry.Attachment{
-				Data: b, ArtifactType: signing.BundleMediaType, Title: "sha256-" + bd + ".sigstore.json",
-				Annotations: map[string]string{annotationBundleContent: "dsse-envelope", annotationBundlePredicate: a.predicateType},
+			out = append(out, Attachment{
+				Data: b, ArtifactType: ArtifactTypeSigstoreBundle, Title: "sha256-" + bd + ".sigstore.json",
+				Annotations: map[string]string{AnnotationBundleContent: "dsse-envelope", AnnotationBundlePredicate: a.predicateType},
 			})
 		}
 		return out, nil
-	}
+	}, nil
 }
