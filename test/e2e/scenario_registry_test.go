@@ -34,9 +34,12 @@ import (
 //     a wrong password and an unknown CA fail naming the registry and what
 //     to do; keep_last against a
 //     registry that allows no deletion fails with nothing removed;
-//   - a variant is built from oci:// in a second Packer run with its own
-//     cache and work directory while the base's directory is moved away;
-//     its metadata names the base, and it is pushed in the same chain.
+//   - the containerdisk is signed in the registry: the real cosign's
+//     verify and verify-attestation pass with the key, not with another;
+//   - a variant is built from oci:// with verify_key in a second Packer run
+//     with its own cache and work directory while the base's directory is
+//     moved away (an unsigned base is refused first); its metadata names
+//     the base, and it is pushed in the same chain.
 func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 	reg := startRegistry(t, registryOpts{Delete: true})
 	dir := copyScenario(t, "registry", testDir(t))
@@ -55,13 +58,18 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		return runPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...)
 	}
 
+	// The containerdisk is signed in the registry with the base's key.
+	signEnv := append([]string{"PKR_VAR_key_password=" + base.keys.password}, dockerEnv...)
+	signVars := map[string]string{"tags": `["v1"]`, "key_file": base.keys.key}
 	t.Run("containerdisk", func(t *testing.T) {
-		run := push(t, reg, dockerEnv, "team/nodes", map[string]string{"tags": `["v1"]`}, baseMeta)
+		run := push(t, reg, signEnv, "team/nodes", signVars, baseMeta)
 		run.mustSucceed(t)
 		ref := reg.Ref("team/nodes", "v1")
 		cd := checkContainerDisk(t, reg, ref, "basic.qcow2", baseSum)
-		checkReferrers(t, reg, ref, "application/vnd.cyclonedx+json", "application/vnd.in-toto+json")
-		again := push(t, reg, dockerEnv, "team/nodes", map[string]string{"tags": `["v1"]`}, baseMeta)
+		checkReferrers(t, reg, ref, "application/vnd.cyclonedx+json", "application/vnd.in-toto+json", "application/vnd.dev.sigstore.bundle.v0.3+json")
+		checkRegistrySigned(t, reg, ref, base.keys, base.other)
+		checkSecretAbsent(t, base.keys.password, dir)
+		again := push(t, reg, signEnv, "team/nodes", signVars, baseMeta)
 		again.mustSucceed(t)
 		if !strings.Contains(again.Output, "0 blobs sent") {
 			t.Errorf("the second push of the same image sent blobs again:\n%s", tailLines(again.Output, 10))
@@ -235,11 +243,24 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		cache := filepath.Join(other, "packer_cache")
 		env := append([]string{"PACKER_CACHE_DIR=" + cache}, dockerEnv...)
 		begin := time.Now()
-		run := runPackerEnv(t, other, env, append([]string{"build"}, buildArgs(map[string]string{
-			"registry_repository": reg.Ref("team/nodes", ""), "ca_file": reg.CAFile,
+		vars := map[string]string{
+			"registry_repository": reg.Ref("team/artifacts", ""), "ca_file": reg.CAFile,
 			"output_directory": filepath.Join(other, "output"), "base_token": base.token,
-		}, "variant.pkr.hcl")...)...)
+			"verify_key": fmt.Sprintf("[%q]", base.keys.pub),
+		}
+		// The artifact push is not signed: verify_key refuses it before any
+		// VM starts.
+		refused := runPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...)
+		refused.mustFail(t, "refused by verify_key", "has no signature", base.keys.fingerprint)
+		// The signed containerdisk, with the old key and the current one (a
+		// rotation).
+		vars["registry_repository"] = reg.Ref("team/nodes", "")
+		vars["verify_key"] = fmt.Sprintf("[%q, %q]", base.other.pub, base.keys.pub)
+		run := runPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...)
 		run.mustSucceed(t)
+		if !strings.Contains(run.Output, "is signed with the key "+base.keys.fingerprint) {
+			t.Errorf("packer output does not say the builder verified the base with %s", base.keys.fingerprint)
+		}
 		tm.since("variant build from oci://", begin)
 		if !strings.Contains(run.Output, "Pulling oci://"+reg.Ref("team/nodes", "")+"@sha256:") || !strings.Contains(run.Output, cache) {
 			t.Errorf("packer output does not show the pull into the run's own cache %s", cache)
@@ -260,6 +281,28 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 			t.Errorf("the pushed variant has sha256 %s, the built one %s", got, want)
 		}
 	})
+}
+
+// checkRegistrySigned runs the real cosign on ref: verify and
+// verify-attestation (slsaprovenance1, cyclonedx) pass with keys, offline
+// (--insecure-ignore-tlog), trusting the registry's CA (SSL_CERT_FILE) with
+// its credentials (DOCKER_CONFIG); verify with other fails.
+func checkRegistrySigned(t *testing.T, reg *testRegistry, ref string, keys, other *cosignKeys) {
+	t.Helper()
+	env := []string{"SSL_CERT_FILE=" + reg.CAFile, "DOCKER_CONFIG=" + reg.DockerConfigDir(t)}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"verify", "--key", keys.pub},
+		{"verify-attestation", "--key", keys.pub, "--type", "slsaprovenance1"},
+		{"verify-attestation", "--key", keys.pub, "--type", "cyclonedx"},
+	} {
+		if out, err := runCosign(t, dir, env, append(args, "--insecure-ignore-tlog=true", ref)...); err != nil {
+			t.Errorf("cosign %s %s: %v\n%s", strings.Join(args, " "), ref, err, out)
+		}
+	}
+	if out, err := runCosign(t, dir, env, "verify", "--key", other.pub, "--insecure-ignore-tlog=true", ref); err == nil {
+		t.Errorf("cosign verify with the wrong key passed:\n%s", out)
+	}
 }
 
 // checkReferrers fails the test unless `oras discover ref` lists a

@@ -46,6 +46,17 @@ variable "password" {
   sensitive = true
 }
 
+variable "key_file" {
+  type    = string
+  default = ""
+}
+
+variable "key_password" {
+  type      = string
+  default   = ""
+  sensitive = true
+}
+
 variable "keep_last" {
   type    = number
   default = 0
@@ -67,5 +78,7 @@ build {
     username       = var.username
     password       = var.password
     keep_last      = var.keep_last
+    key_file       = var.key_file
+    key_password   = var.key_password
   }
 }

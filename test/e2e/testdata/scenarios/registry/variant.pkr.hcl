@@ -2,8 +2,9 @@
 # (its own Packer cache and working directory; the base's directory is moved
 # away meanwhile) from the basic image in the registry, found by the
 # cloudimg-repository data source through oci:// and pulled by the builder.
-# The variant is recorded by cloudimg-metadata and pushed by cloudimg-oci in
-# the same chain.
+# Both the data source and the builder check the base's signature in the
+# registry (verify_key). The variant is recorded by cloudimg-metadata and
+# pushed by cloudimg-oci in the same chain.
 packer {
   required_plugins {
     cloudimg = {
@@ -27,6 +28,11 @@ variable "output_directory" {
   type = string
 }
 
+variable "verify_key" {
+  type        = list(string)
+  description = "Public keys one of which must have signed the base in the registry."
+}
+
 variable "base_token" {
   type        = string
   description = "The marker the base build wrote to /etc/cloudimg-e2e-marker."
@@ -39,12 +45,14 @@ data "cloudimg-repository" "base" {
   labels     = { scenario = "basic" }
   arch       = "amd64"
   ca_file    = var.ca_file
+  verify_key = var.verify_key
 }
 
 source "cloudimg-kvm" "variant" {
   iso_url          = data.cloudimg-repository.base.url
   iso_checksum     = data.cloudimg-repository.base.checksum
   ca_file          = var.ca_file
+  verify_key       = var.verify_key
   ssh_timeout      = "30m"
   output_directory = var.output_directory
   vm_name          = "variant.qcow2"
