@@ -62,7 +62,12 @@ type Config struct {
 	// `cloudimg-metadata` post-processor writes with `key_file`. An image
 	// whose bundle is missing or does not verify stops the build before it
 	// boots, with an error naming the image, the key fingerprints tried and
-	// what failed. Default: no signature is checked.
+	// what failed. For `iso_url = "oci://…"` the manifest's signature and
+	// signed provenance are checked among its referrers in the registry
+	// (what `cloudimg-oci` attaches with `key_file`; `cosign verify`'s
+	// check) before the disk is pulled; the signed manifest names the
+	// disk's digest, which the pull checks. Default: no signature is
+	// checked.
 	VerifyKey []string `mapstructure:"verify_key"`
 
 	// Directory that receives the image. Default `output-<build name>`.

@@ -75,8 +75,12 @@ type Config struct {
 	// verifies too, names this `image_name` and `labels` and the build's
 	// finish time the index gives (so that no other validly signed image
 	// can be swapped in by editing `index.json`). What the
-	// `cloudimg-metadata` post-processor writes with `key_file`. Default:
-	// nothing is verified.
+	// `cloudimg-metadata` post-processor writes with `key_file`. For an
+	// `oci://` repository the same is checked in the registry, as `cosign
+	// verify` and `cosign verify-attestation --type slsaprovenance1` do:
+	// among the manifest's referrers, a signature of the manifest and its
+	// signed provenance (what `cloudimg-oci` attaches with `key_file`).
+	// Default: nothing is verified.
 	VerifyKey []string `mapstructure:"verify_key"`
 }
 
