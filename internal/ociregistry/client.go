@@ -204,10 +204,17 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	poke := func() { timer.Reset(t.idle) }
 	done := func() { timer.Stop(); cancel(nil) }
 	r := req.Clone(ctx)
-	if req.Body != nil && req.Body != http.NoBody {
+	stopWatch := func() {}
+	if f, ok := req.Body.(*os.File); ok {
+		// A file body is left as it is, so that the transport can hand it
+		// to sendfile(2), which reads no byte through Go: its offset,
+		// which sendfile advances, tells the progress instead.
+		stopWatch = watchOffset(f, t.idle/10, poke)
+	} else if req.Body != nil && req.Body != http.NoBody {
 		r.Body = &progressReader{rc: req.Body, poke: poke}
 	}
 	resp, err := t.base.RoundTrip(r)
+	stopWatch()
 	if err != nil {
 		stalled := context.Cause(ctx) == errStalled
 		done()
@@ -218,6 +225,34 @@ func (t *stallTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = &progressReader{rc: resp.Body, poke: poke, ctx: ctx, idle: t.idle, close: done}
 	return resp, nil
+}
+
+// watchOffset calls poke every period while f's offset moves, until the
+// returned func is called. lseek(2) with SEEK_CUR only reads the offset,
+// safely beside a sendfile(2) on the same file.
+func watchOffset(f *os.File, period time.Duration, poke func()) (stop func()) {
+	if period < 10*time.Millisecond {
+		period = 10 * time.Millisecond
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		last := int64(-1)
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if pos, err := f.Seek(0, io.SeekCurrent); err == nil && pos != last {
+					last = pos
+					poke()
+				}
+			}
+		}
+	}()
+	return func() { once.Do(func() { close(done) }) }
 }
 
 // progressReader restarts the stall clock on every read that moves data.

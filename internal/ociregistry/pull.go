@@ -40,9 +40,11 @@ func (c *Client) Pull(ctx context.Context, e *Entry, w io.Writer) (string, error
 	buf := make([]byte, 1<<20)
 	switch {
 	case m.ArtifactType == ArtifactTypeDisk:
-		if _, err := io.CopyBuffer(io.MultiWriter(w, disk), in, buf); err != nil {
+		// The blob is the disk: one digest serves both checks.
+		if _, err := io.CopyBuffer(w, in, buf); err != nil {
 			return "", c.fail("fetching blob "+layer.Digest.String(), err)
 		}
+		disk = nil
 	default:
 		tr := tar.NewReader(in)
 		found := false
@@ -69,7 +71,10 @@ func (c *Client) Pull(ctx context.Context, e *Entry, w io.Writer) (string, error
 	if blob.Digest() != layer.Digest {
 		return "", fmt.Errorf("registry %s, repository %s: blob %s arrived with digest %s", c.ref.Registry, c.ref.Repository, layer.Digest, blob.Digest())
 	}
-	sum := hex.EncodeToString(disk.Sum(nil))
+	sum := blob.Digest().Encoded()
+	if disk != nil {
+		sum = hex.EncodeToString(disk.Sum(nil))
+	}
 	if e.SHA256 != "" && sum != e.SHA256 {
 		return "", fmt.Errorf("registry %s, repository %s: the disk of %s has SHA-256 %s, its annotation says %s", c.ref.Registry, c.ref.Repository, e.Manifest.Digest, sum, e.SHA256)
 	}

@@ -39,10 +39,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cloudimg-bench.XXXXXX")
 trap '[ -z "${BENCH_LOG_DIR:-}" ] || { mkdir -p "$BENCH_LOG_DIR"; cp "$work"/*.out "$BENCH_LOG_DIR"/ 2>/dev/null; }; rm -rf "$work"' EXIT
 export CHECKPOINT_DISABLE=1 PACKER_PLUGIN_PATH=$work/plugins
 
+only=" ${BENCH_ONLY:-seedjob floor hash realsize registry} "
+want() { [[ $only == *" $1 "* ]]; }
+# The parts that run builds need the test image and both plugins.
+if want seedjob || want floor || want realsize; then
 image=$("$root/test/e2e/image/build.sh" | tail -n 1)
 sum=$(sha256sum "$image" | cut -d ' ' -f 1)
 "$root/tools/bin/packer" plugins install --path "$root/packer-plugin-cloudimg" github.com/packer-cloudimg/cloudimg >/dev/null
 "$root/tools/bin/packer" plugins install --path "${QEMU_PLUGIN:-$root/tools/bin/packer-plugin-qemu}" github.com/hashicorp/qemu >/dev/null
+fi
 
 accel=tcg
 if [ -r /dev/kvm ] && [ -w /dev/kvm ] && grep -qwE 'vmx|svm' /proc/cpuinfo; then accel=kvm; fi
@@ -75,8 +80,6 @@ timeline() {
 phases() { grep -o 'Phases: .*' "$work/$1.out" | head -n 1; }
 
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-seedjob floor hash realsize registry} "
-want() { [[ $only == *" $1 "* ]]; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # ratio A B [DECIMALS]: A / B, to DECIMALS places (default 2).
 ratio() { awk -v a="$1" -v b="$2" -v f="%.${3:-2}f" 'BEGIN { printf f, a / b }'; }
