@@ -222,8 +222,10 @@ type Config struct {
 	// `cloud-init status --long` and the tail of its output log follow.
 	CloudInitDegraded string `mapstructure:"cloud_init_degraded"`
 
-	ctx         interpolate.Context
-	legacyNotes []string
+	ctx interpolate.Context
+	// seed is the seed's input derived from the options by Prepare (once);
+	// stepSeed reads it.
+	seed seedInput
 }
 
 // Prepare decodes raws into c, fills the defaults for a cloud image and
@@ -462,9 +464,10 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	if errs == nil || len(errs.Errors) == 0 {
 		// Build the seed once with a placeholder key, so that bad user data
 		// or network config fails `packer validate`, naming the option.
-		sc, err := c.seedConfig(placeholderKey(), cidata.NewInstanceID(), "52:54:00:00:00:01")
+		seed, err := deriveSeed(c)
 		if err == nil {
-			_, err = cidata.Build(*sc)
+			c.seed = seed
+			_, err = cidata.Build(seed.withBuild(placeholderKey(), cidata.NewInstanceID(), "52:54:00:00:00:01"))
 		}
 		if err != nil {
 			errs = packersdk.MultiErrorAppend(errs, err)
