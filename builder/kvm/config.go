@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 // Config is the configuration of the cloudimg-kvm builder. Options that the
@@ -250,7 +251,7 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	switch {
 	case c.ISOChecksum == "":
 		add("iso_checksum: required: the source image's checksum (\"sha256:…\", \"file:<url of a SUMS file>\") or \"none\" to skip the check")
-	case c.ISOChecksum == unknownValue || c.RawSingleISOUrl == unknownValue:
+	case c.ISOChecksum == unknown.Value || c.RawSingleISOUrl == unknown.Value:
 		// `packer validate` passes a data source's outputs (such as
 		// cloudimg-image's url and checksum) as this placeholder: they
 		// cannot be checked before the data source runs.
@@ -510,10 +511,6 @@ func (c *Config) legacySeedCheck() ([]string, error) {
 	return []string{"cd_label = \"cidata\" with cd_content/cd_files: cloudimg-kvm generates the seed itself and merges these files into it; " +
 		"prefer user_data/user_data_file, network_config/network_config_file, meta_data and vendor_data, and drop any password and the cloud-init wait provisioner"}, nil
 }
-
-// unknownValue is what Packer passes for a value it cannot know yet: an
-// output of a data source during `packer validate`.
-const unknownValue = "<unknown>"
 
 // placeholderKey is a syntactically valid public key for validating the seed.
 func placeholderKey() string {

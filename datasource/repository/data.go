@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -25,16 +24,14 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 // DefaultTimeout bounds reading the index and the metadata unless
 // `timeout` says otherwise.
 const DefaultTimeout = time.Minute
-
-// unknownValue is what Packer passes for an input it cannot know yet (an
-// output of another data source during `packer validate`): not checked.
-const unknownValue = "<unknown>"
 
 // Config is the configuration of the cloudimg-repository data source.
 type Config struct {
@@ -129,7 +126,7 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	switch c.Repository {
 	case "":
 		add("repository: required (the repository directory or its http(s) URL)")
-	case unknownValue: // checked when known, in Execute
+	case unknown.Value: // checked when known, in Execute
 	default:
 		if _, err := imagemeta.ParseLocation(c.Repository); err != nil {
 			add("repository: %v", strings.TrimPrefix(err.Error(), "imagemeta: "))
@@ -156,7 +153,7 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	defer cancel()
 	client := d.client
 	if client == nil {
-		client = newHTTPClient()
+		client = httpclient.New()
 	}
 	out, err := find(ctx, client, c.Repository, c.ImageName, c.Labels)
 	if err != nil {
@@ -226,15 +223,4 @@ func find(ctx context.Context, client *http.Client, loc, name string, labels map
 		}
 	}
 	return out, nil
-}
-
-// newHTTPClient is http.DefaultTransport's behaviour (proxy from the
-// environment, HTTP/2) with bounded connection and header waits; the
-// context bounds the rest.
-func newHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 30 * time.Second
-	t.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: t}
 }

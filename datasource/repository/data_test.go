@@ -14,6 +14,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 func TestConfigure(t *testing.T) {
@@ -31,7 +32,7 @@ func TestConfigure(t *testing.T) {
 		{"empty label", map[string]interface{}{"repository": "repo", "image_name": "base", "labels": map[string]string{" ": "x"}}, []string{"labels: empty label name"}},
 		{"unknown option", map[string]interface{}{"repository": "repo", "image_name": "base", "iso_url": "x"}, []string{"iso_url"}},
 		// packer validate passes "<unknown>" for another data source's output.
-		{"unknown values", map[string]interface{}{"repository": unknownValue, "image_name": unknownValue}, nil},
+		{"unknown values", map[string]interface{}{"repository": unknown.Value, "image_name": unknown.Value}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
