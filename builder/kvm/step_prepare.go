@@ -3,6 +3,7 @@ package kvm
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 
@@ -28,6 +29,13 @@ func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multist
 	}
 	if err != nil {
 		ui.Say(fmt.Sprintf("Warning: removing the temporary directories of killed builds: %v", err))
+	}
+	// Their lock files (and those of builds before locks were removed on
+	// release): nothing to say about them, they are empty.
+	if n, err := sweepLockFiles(); err != nil {
+		ui.Say(fmt.Sprintf("Warning: removing the lock files of killed builds: %v", err))
+	} else if n > 0 {
+		log.Printf("removed %d lock files of killed builds from %s", n, os.TempDir())
 	}
 	// A short path: the QMP unix socket lives here (108-byte limit).
 	dir, owner, err := makeTempDir("")

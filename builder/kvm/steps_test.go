@@ -99,6 +99,45 @@ func TestCreateDiskSizes(t *testing.T) {
 	}
 }
 
+// Builds leave no lock file in the temporary directory once cleaned up
+// (successful, refused or failed), while the exclusion holds during them.
+func TestOutputDirLeavesNoLockFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "output")
+	run := func(name string) (*stepOutputDir, multistep.StateBag, multistep.StepAction) {
+		state := stepState(t, &Config{OutputDir: dir, VMName: name}, &fakeDriver{})
+		s := &stepOutputDir{}
+		return s, state, s.Run(context.Background(), state)
+	}
+	first, firstState, action := run("node")
+	if action != multistep.ActionContinue {
+		t.Fatal(firstState.Get("error"))
+	}
+	claim, _ := claimPath(filepath.Join(dir, "node"))
+	for _, p := range []string{claim, dirLockPath(dir)} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Fatalf("no lock file %s while the build runs: %v", p, err)
+		}
+	}
+	refused, refusedState, action := run("node")
+	if action != multistep.ActionHalt {
+		t.Fatal("a second build of the same name was not refused")
+	}
+	refused.Cleanup(refusedState)
+	if _, err := os.Lstat(dirLockPath(dir)); err != nil {
+		t.Fatalf("the refused build removed the directory lock the first still holds: %v", err)
+	}
+	other, otherState, _ := run("other")
+	first.Cleanup(firstState)
+	otherState.Put(multistep.StateHalted, true) // a failed build
+	other.Cleanup(otherState)
+	otherClaim, _ := claimPath(filepath.Join(dir, "other"))
+	for _, p := range []string{claim, otherClaim, dirLockPath(dir)} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("lock file %s left in the temporary directory (%v)", p, err)
+		}
+	}
+}
+
 // Two builds of one image name (two sources without vm_name) would share the
 // build disk: the second is refused while the first runs, and the name is free
 // again once the first is cleaned up. Other names in the directory are not
