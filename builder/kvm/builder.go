@@ -90,7 +90,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		SSHPort:   func(s multistep.StateBag) (int, error) { return s.Get("ssh_host_port").(int), nil },
 	})...)
 	steps = append(steps, phase("cloud-init", &stepWaitCloudInit{})...)
-	steps = append(steps, phase("provisioning", &commonsteps.StepProvision{}, &stepCollectFacts{})...)
+	steps = append(steps, phase("provisioning", &stepSSHKeyFile{}, &commonsteps.StepProvision{}, &stepCollectFacts{})...)
 	steps = append(steps, phase("shutdown", &stepShutdown{})...)
 	steps = append(steps, phase("convert", &stepConvert{})...)
 

@@ -94,6 +94,13 @@ func runPacker(t testing.TB, dir string, args ...string) *packerRun {
 // packer.out, packer.log and the serial logs under dir are logged.
 func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 	t.Helper()
+	return startPackerEnv(t, dir, nil, args...)
+}
+
+// startPackerEnv is startPacker with env (KEY=value) added to the suite's
+// environment.
+func startPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerProc {
+	t.Helper()
 	rotatePackerFiles(t, dir)
 	outPath := filepath.Join(dir, "packer.out")
 	out, err := os.Create(outPath)
@@ -104,7 +111,7 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 
 	cmd := exec.Command(suite.packer, args...)
 	cmd.Dir = dir
-	cmd.Env = append(packerEnv(), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
+	cmd.Env = append(append(packerEnv(), env...), "PACKER_LOG=1", "PACKER_LOG_PATH="+filepath.Join(dir, "packer.log"))
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// Own process group, so that Signal reaches Packer and its children like
