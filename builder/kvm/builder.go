@@ -81,7 +81,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		Extension:   cfg.TargetExtension,
 		TargetPath:  cfg.TargetPath,
 	})...)
-	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
+	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepEFIVars{}, &stepSeed{},
 		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
 	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{
 		Config:    &cfg.Comm,

@@ -350,6 +350,10 @@ func TestQemuArgsARM64(t *testing.T) {
 	state.Put("seed_path", "/t/cidata.iso")
 	state.Put("mac", "52:54:00:aa:bb:cc")
 	state.Put("serial_log", "/t/serial.log")
+	efi := &stepEFIVars{}
+	if a := efi.Run(context.Background(), state); a != multistep.ActionContinue {
+		t.Fatal(state.Get("error"))
+	}
 	args, err := qemuArgs(cfg, state, "tcg", 2345, "/t/qmp.sock")
 	if err != nil {
 		t.Fatal(err)
@@ -367,9 +371,35 @@ func TestQemuArgsARM64(t *testing.T) {
 	if strings.Contains(line, "if=ide") || strings.Contains(line, "-device pvpanic ") {
 		t.Errorf("arm64 qemu args use a device the virt machine lacks:\n%s", line)
 	}
-	for _, f := range []string{filepath.Join(dir, "efi-code.fd"), state.Get("efivars_work").(string)} {
+	work := state.Get("efivars_work").(string)
+	if !strings.Contains(line, "if=pflash,format=raw,unit=1,file="+work) {
+		t.Errorf("arm64 qemu args lack the build's UEFI variables %s:\n%s", work, line)
+	}
+	for _, f := range []string{filepath.Join(dir, "efi-code.fd"), work} {
 		if fi, err := os.Stat(f); err != nil || fi.Size() != 64<<20 {
 			t.Errorf("%s: not padded to 64 MiB: %v", f, err)
 		}
+	}
+	// A build that stops before the conversion leaves no variables behind.
+	efi.Cleanup(state)
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("UEFI variables work file left after cleanup: %v", err)
+	}
+}
+
+// A BIOS build makes no firmware files.
+func TestEFIVarsBIOS(t *testing.T) {
+	dir := t.TempDir()
+	state := stepState(t, &Config{Firmware: "bios", Arch: "amd64"}, nil)
+	state.Put("image_path", filepath.Join(dir, "image.qcow2"))
+	state.Put("temp_dir", dir)
+	if a := (&stepEFIVars{}).Run(context.Background(), state); a != multistep.ActionContinue {
+		t.Fatal(state.Get("error"))
+	}
+	if _, ok := state.GetOk("efivars_work"); ok {
+		t.Error("a BIOS build got UEFI variables")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a BIOS build wrote %v", ents)
 	}
 }
