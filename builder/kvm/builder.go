@@ -55,6 +55,10 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	defer cancel(nil)
 	defer trackBuild(cancel)()
 	p := &phases{}
+	// The state bag's keys are listed with each step ("Uses", "Produces").
+	// Put here for every step: config, driver, ui; hook (the SDK's
+	// StepProvision); phases (the phase now, for stepRun's fault messages);
+	// fail_build (cancels the build with a VM fault: stepRun's watcher).
 	state := new(multistep.BasicStateBag)
 	state.Put("config", cfg)
 	state.Put("driver", driver)
@@ -141,6 +145,9 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 // stepCollectFacts reads the guest facts that a provisioner (the reset
 // provisioner) wrote to the host-side FactsFile, before the temporary
 // directory goes.
+//
+// Uses: facts_file (stepPrepare).
+// Produces: guest_facts (Run: the artifact's state).
 type stepCollectFacts struct{}
 
 func (s *stepCollectFacts) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {

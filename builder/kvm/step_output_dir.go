@@ -29,6 +29,10 @@ import (
 // failed build that made it removes it (when empty) only with that lock
 // taken exclusively, i.e. when no other build uses it. A build refused the
 // image's name never makes the directory.
+//
+// Uses: config, ui.
+// Produces: image_path (stepCreateDisk, stepEFIVars, stepConvert, Run: the
+// artifact).
 type stepOutputDir struct {
 	created bool
 	claim   *lockfile.Lock

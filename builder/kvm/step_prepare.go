@@ -16,6 +16,11 @@ import (
 // stepPrepare makes the build's private temporary directory (seed, QMP
 // socket, serial log, guest facts) with its owner record, after removing
 // those of killed builds (see owner.go), and publishes the build variables.
+//
+// Uses: config, ui (Run); temp_dir (Cleanup).
+// Produces: temp_dir (stepSeed, stepEFIVars, stepSSHKeyFile, stepRun: the QMP
+// socket), serial_log (stepRun, stepWaitSSH), facts_file (stepCollectFacts),
+// error (on failure: Run).
 type stepPrepare struct {
 	owner *filelock.Flock
 }

@@ -17,6 +17,13 @@ import (
 // stepRun reserves a host port for SSH (locked across parallel builds) and
 // starts QEMU without a display: serial console to a file, QMP socket for
 // control, SSH forwarded from 127.0.0.1 only.
+//
+// Uses: config, driver, ui, phases and fail_build (Run), temp_dir and
+// serial_log (stepPrepare), disk_path (stepCreateDisk), seed_path and mac
+// (stepSeed), efi_code and efivars_work (stepEFIVars).
+// Produces: vm (stepWaitSSH, stepShutdown, Run: a VM fault), ssh_host_port
+// (stepWaitSSH, the SDK's StepConnect), instance_id (the SDK's StepProvision:
+// the provisioners' ID).
 type stepRun struct {
 	listener *sdknet.Listener
 	vm       VM
@@ -38,7 +45,6 @@ func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.S
 	if notice != "" {
 		ui.Say(notice)
 	}
-	state.Put("accelerator", accel)
 
 	tmp := state.Get("temp_dir").(string)
 	qmp := filepath.Join(tmp, "qmp.sock")

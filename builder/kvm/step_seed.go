@@ -17,6 +17,9 @@ import (
 
 // stepSeed writes the cloud-init NoCloud seed ISO (label cidata) that creates
 // the build user with the ephemeral key.
+//
+// Uses: config (the seed input Prepare derived), ui, temp_dir (stepPrepare).
+// Produces: mac (stepRun), seed_path (stepRun).
 type stepSeed struct{}
 
 func (s *stepSeed) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
