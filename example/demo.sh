@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: builds the example Kubernetes node image end to end with this
 # plugin, offline: the Ubuntu cloud image is replaced by a Debian 12 cloud image
-# built locally from Debian's mirrors, and the Kubernetes packages are not
-# installed (the guest cannot reach their repository here). Then it checks the
+# built locally from Debian's mirrors, and containerd, Kubernetes and Cilium
+# are not installed (the guest cannot reach their repositories here), so the
+# image is named debian-12-node-* and carries no Kubernetes labels. Then it checks the
 # repository's checksums, boots the image with a new cloud-init seed, and (as
 # root) starts it as a new libvirt VM the way its users do, with virt-install
 # --import --cloud-init, logs in, shows its hostname and cloud-init status, and
@@ -11,9 +12,25 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 packer=$root/tools/bin/packer
 export CHECKPOINT_DISABLE=1
+# Plain text when the output goes to a file or a pipe (no ANSI colour codes).
+if [ ! -t 1 ]; then export PACKER_NO_COLOR=1 ANSIBLE_NOCOLOR=1; fi
 export PACKER_PLUGIN_PATH=$root/.demo/plugins
 
 say() { printf '\n==> %s\n' "$*"; }
+
+name=debian-12-node
+say "What the demo builds"
+cat <<EOF
+example/ubuntu-2404-kubernetes.pkr.hcl as a user would run it, with three
+changes so that it runs offline here:
+  - the source is a Debian 12 cloud image built from Debian's mirrors, not the
+    Ubuntu 24.04 cloud image (no cloud image can be downloaded here);
+  - install_packages=false: the playbook configures the node (kernel modules,
+    sysctls) but installs neither containerd nor the Kubernetes packages, and
+    no Cilium (the guest has no internet);
+  - name=$name: the image is $name-development.qcow2, labelled with its
+    stage and arch only (no kubernetes_version or cilium_version).
+EOF
 
 say "Test cloud image (built once, then cached)"
 image=$("$root/test/e2e/image/build.sh" | tail -n 1)
@@ -27,7 +44,7 @@ rm -rf "$PACKER_PLUGIN_PATH"
 
 cd "$root/example"
 id=demo-$(date -u +%Y%m%d%H%M%S)
-vars=(-var "iso_url=$image" -var "iso_checksum=sha256:$sum" -var install_packages=false -var "image_id=$id")
+vars=(-var "iso_url=$image" -var "iso_checksum=sha256:$sum" -var install_packages=false -var "name=$name" -var "image_id=$id")
 say "packer validate"
 "$packer" validate "${vars[@]}" .
 say "packer build (development; about 3 minutes under software emulation)"
@@ -35,7 +52,7 @@ say "packer build (development; about 3 minutes under software emulation)"
 
 say "Checking the image repository"
 (cd image-repository-local && sha256sum -c SHA256SUMS)
-built=image-repository-local/$id/ubuntu-2404-kubernetes-development.qcow2
+built=image-repository-local/$id/$name-development.qcow2
 echo "metadata: $built.metadata.json"
 python3 - "$built.metadata.json" <<'PY'
 import json, sys

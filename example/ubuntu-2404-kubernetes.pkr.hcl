@@ -13,7 +13,8 @@
 # on an x86 one; see the arm64 section of the cloudimg-kvm docs.
 #
 # `make demo` builds it offline on a locally built Debian 12 test image by
-# setting iso_url, iso_checksum and install_packages.
+# setting iso_url, iso_checksum, install_packages = false and name (so that
+# what it builds is named and labelled for what it is: see example/README.md).
 
 packer {
   required_plugins {
@@ -68,6 +69,12 @@ variable "install_packages" {
   type        = bool
   default     = true
   description = "Install containerd and the Kubernetes packages (needs the internet in the guest)."
+}
+
+variable "name" {
+  type        = string
+  default     = "ubuntu-2404-kubernetes"
+  description = "The images' name: <name>-<stage> (file <name>-<stage>.qcow2), with -arm64 for arm64. Change it with iso_url when the image is not Ubuntu 24.04."
 }
 
 variable "repository" {
@@ -138,7 +145,7 @@ build {
     labels   = ["cloudimg-kvm.node"]
     content {
       name         = source.key
-      vm_name      = "ubuntu-2404-kubernetes-${source.key}.qcow2"
+      vm_name      = "${var.name}-${source.key}.qcow2"
       arch         = source.value.arch
       iso_url      = local.images[source.value.arch].url
       iso_checksum = local.images[source.value.arch].checksum
@@ -165,12 +172,14 @@ build {
     repository = var.repository
     # One name per stage and architecture: the index's "latest" then points
     # to the newest of each.
-    image_name = "ubuntu-2404-kubernetes-${source.name}"
-    labels = {
-      stage              = local.builds[source.name].stage
-      arch               = local.builds[source.name].arch
+    image_name = "${var.name}-${source.name}"
+    # The Kubernetes and Cilium versions only when they were installed.
+    labels = merge({
+      stage = local.builds[source.name].stage
+      arch  = local.builds[source.name].arch
+      }, var.install_packages ? {
       kubernetes_version = local.stage_vars[local.builds[source.name].stage].kubernetes_version
       cilium_version     = local.stage_vars[local.builds[source.name].stage].cilium_version
-    }
+    } : {})
   }
 }

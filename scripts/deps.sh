@@ -2,7 +2,18 @@
 # Makes sure the host programs that the end-to-end tests and the demo need are
 # installed. As root it installs the missing Debian packages; otherwise it
 # prints the exact command to run and fails.
+#
+# Usage: deps.sh [demo]. Without an argument: everything `make test` needs.
+# With "demo": what `make demo` needs (no arm64 emulation, no shellcheck).
 set -euo pipefail
+profile=${1:-test}
+case $profile in
+test | demo) ;;
+*)
+	echo "deps.sh: unknown profile '$profile' (use: deps.sh [demo])" >&2
+	exit 2
+	;;
+esac
 
 # command -> Debian package that provides it
 declare -A need=(
@@ -31,24 +42,30 @@ declare -A need=(
 	[libvirtd]=libvirt-daemon-system
 	[virtlogd]=libvirt-daemon-system
 	[unshare]=util-linux
+)
+if [ "$profile" = test ]; then
 	# arm64: the test image's build (foreign binaries through binfmt_misc)
 	# and the emulated arm64 VMs
-	[qemu-aarch64-static]=qemu-user-static
-	[qemu-system-aarch64]=qemu-system-arm
+	need[qemu-aarch64-static]=qemu-user-static
+	need[qemu-system-aarch64]=qemu-system-arm
+	# make lint
+	need[shellcheck]=shellcheck
 	# the OCI registry tests: CNCF Distribution (started by the test with
 	# its own loopback config, never the shipped one), skopeo as an
 	# independent client, tar to read the containerDisk layer
-	[docker-registry]=docker-registry
-	[skopeo]=skopeo
-	[tar]=tar
-)
+	need[docker-registry]=docker-registry
+	need[skopeo]=skopeo
+	need[tar]=tar
+fi
 # files -> package (no command to look for)
 declare -A need_files=(
 	[/usr/lib/grub/i386-pc/boot.img]=grub-pc-bin
 	[/usr/share/OVMF/OVMF_CODE_4M.fd]=ovmf
-	[/usr/share/AAVMF/AAVMF_CODE.fd]=qemu-efi-aarch64
 	[/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so]=libvirt-daemon-driver-qemu
 )
+if [ "$profile" = test ]; then
+	need_files[/usr/share/AAVMF/AAVMF_CODE.fd]=qemu-efi-aarch64
+fi
 
 missing=()
 for cmd in "${!need[@]}"; do

@@ -56,6 +56,10 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 	defer cancel(nil)
 	defer trackBuild(cancel)()
 	p := &phases{}
+	// The state bag's keys are listed with each step ("Uses", "Produces").
+	// Put here for every step: config, driver, ui; hook (the SDK's
+	// StepProvision); phases (the phase now, for stepRun's fault messages);
+	// fail_build (cancels the build with a VM fault: stepRun's watcher).
 	state := new(multistep.BasicStateBag)
 	state.Put("config", cfg)
 	state.Put("driver", driver)
@@ -86,7 +90,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		download = &stepFetchOCI{}
 	}
 	steps = append(steps, phase("download", download, &stepVerifySource{})...)
-	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepSeed{},
+	steps = append(steps, phase("disk", &stepOutputDir{}, &stepCreateDisk{}, &stepEFIVars{}, &stepSeed{},
 		commonsteps.HTTPServerFromHTTPConfig(&cfg.HTTPConfig))...)
 	steps = append(steps, phase("boot→ssh", &stepRun{}, &stepWaitSSH{}, &communicator.StepConnect{
 		Config:    &cfg.Comm,
@@ -95,7 +99,7 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 		SSHPort:   func(s multistep.StateBag) (int, error) { return s.Get("ssh_host_port").(int), nil },
 	})...)
 	steps = append(steps, phase("cloud-init", &stepWaitCloudInit{})...)
-	steps = append(steps, phase("provisioning", &commonsteps.StepProvision{}, &stepCollectFacts{})...)
+	steps = append(steps, phase("provisioning", &stepSSHKeyFile{}, &commonsteps.StepProvision{}, &stepCollectFacts{})...)
 	steps = append(steps, phase("shutdown", &stepShutdown{})...)
 	steps = append(steps, phase("convert", &stepConvert{})...)
 
@@ -149,6 +153,9 @@ func (b *Builder) run(parent context.Context, ui packersdk.Ui, hook packersdk.Ho
 // stepCollectFacts reads the guest facts that a provisioner (the reset
 // provisioner) wrote to the host-side FactsFile, before the temporary
 // directory goes.
+//
+// Uses: facts_file (stepPrepare).
+// Produces: guest_facts (Run: the artifact's state).
 type stepCollectFacts struct{}
 
 func (s *stepCollectFacts) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {

@@ -26,6 +26,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 // Config is the configuration of the cloudimg-kvm builder. Options that the
@@ -247,8 +248,10 @@ type Config struct {
 	// `cloud-init status --long` and the tail of its output log follow.
 	CloudInitDegraded string `mapstructure:"cloud_init_degraded"`
 
-	ctx         interpolate.Context
-	legacyNotes []string
+	ctx interpolate.Context
+	// seed is the seed's input derived from the options by Prepare (once);
+	// stepSeed reads it.
+	seed seedInput
 	// verifyKeys are the verify_key keys, loaded by Prepare.
 	verifyKeys []*signing.PublicKey
 }
@@ -275,7 +278,7 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	switch {
 	case c.ISOChecksum == "":
 		add("iso_checksum: required: the source image's checksum (\"sha256:…\", \"file:<url of a SUMS file>\") or \"none\" to skip the check")
-	case c.ISOChecksum == unknownValue || c.RawSingleISOUrl == unknownValue:
+	case c.ISOChecksum == unknown.Value || c.RawSingleISOUrl == unknown.Value:
 		// `packer validate` passes a data source's outputs (such as
 		// cloudimg-image's url and checksum) as this placeholder: they
 		// cannot be checked before the data source runs.
@@ -499,9 +502,10 @@ func (c *Config) Prepare(raws ...interface{}) ([]string, error) {
 	if errs == nil || len(errs.Errors) == 0 {
 		// Build the seed once with a placeholder key, so that bad user data
 		// or network config fails `packer validate`, naming the option.
-		sc, err := c.seedConfig(placeholderKey(), cidata.NewInstanceID(), "52:54:00:00:00:01")
+		seed, err := deriveSeed(c)
 		if err == nil {
-			_, err = cidata.Build(*sc)
+			c.seed = seed
+			_, err = cidata.Build(seed.withBuild(placeholderKey(), cidata.NewInstanceID(), "52:54:00:00:00:01"))
 		}
 		if err != nil {
 			errs = packersdk.MultiErrorAppend(errs, err)
@@ -544,10 +548,6 @@ func (c *Config) legacySeedCheck() ([]string, error) {
 	return []string{"cd_label = \"cidata\" with cd_content/cd_files: cloudimg-kvm generates the seed itself and merges these files into it; " +
 		"prefer user_data/user_data_file, network_config/network_config_file, meta_data and vendor_data, and drop any password and the cloud-init wait provisioner"}, nil
 }
-
-// unknownValue is what Packer passes for a value it cannot know yet: an
-// output of a data source during `packer validate`.
-const unknownValue = "<unknown>"
 
 // placeholderKey is a syntactically valid public key for validating the seed.
 func placeholderKey() string {

@@ -146,9 +146,21 @@ func TestPrepareLegacySeedWarns(t *testing.T) {
 	if !strings.Contains(strings.Join(warns, "\n"), "user_data") {
 		t.Errorf("warnings do not name the native options: %v", warns)
 	}
-	sc, err := c.seedConfig("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8Yq0rCgC8aTgqvs8mnR2dF0FhZ0ZTnz0c3nH1Tq7Qd test", "cloudimg-1", "52:54:00:12:34:56")
+	if len(c.seed.notes) != 2 {
+		t.Errorf("Prepare derived %d notes on dropped seed content, want 2 (ssh_pwauth, the build user): %q", len(c.seed.notes), c.seed.notes)
+	}
+	// Deriving again (what the build step did before) must not change the
+	// config: the notes are a result, not an accumulation.
+	again, err := deriveSeed(&c)
 	if err != nil {
-		t.Fatalf("seedConfig: %v", err)
+		t.Fatalf("deriveSeed: %v", err)
+	}
+	if len(again.notes) != 2 || len(c.seed.notes) != 2 {
+		t.Errorf("deriving twice gave %d notes and left %d in the config; want 2 and 2", len(again.notes), len(c.seed.notes))
+	}
+	sc := c.seed.withBuild("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB8Yq0rCgC8aTgqvs8mnR2dF0FhZ0ZTnz0c3nH1Tq7Qd test", "cloudimg-1", "52:54:00:12:34:56")
+	if c.seed.base.InstanceID != "" || c.seed.base.AuthorizedKey != "" {
+		t.Errorf("withBuild modified the derived seed input: %+v", c.seed.base)
 	}
 	ud := string(sc.UserData)
 	if strings.Contains(ud, "plain_text_passwd") || strings.Contains(ud, "ssh_pwauth") {

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/packer-plugin-sdk/filelock"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/lockfile"
 )
 
 // Work files and their owners.
@@ -31,6 +33,12 @@ import (
 //   - output_directory's files: the lock claiming the image's name
 //     (claimPath), taken before any of them is made and given up after they
 //     are gone.
+//
+// The claim and output_directory's own lock (dirLockPath) are files in the
+// system's temporary directory (internal/lockfile): removed by their last
+// holder when it releases them, with the inode check that keeps removal from
+// breaking the exclusion, and — when a killed build left one — by the next
+// build's sweep (sweepLockFiles), which removes only those nobody holds.
 //   - the temporary directory: owner.lock inside it, locked under another
 //     name and then renamed, so that a directory's owner.lock is locked from
 //     the moment it exists (a directory without one is being made, or is not
@@ -68,9 +76,9 @@ func workFileImage(name string) string {
 // claimPath is the lock file claiming image: in the temporary directory, like
 // the SDK's port locks, so that output_directory holds nothing but outputs.
 // The directory's symbolic links are resolved: two paths to one directory
-// are one claim. The file is never removed (removing a lock file lets a
-// waiter lock an unlinked file while a newcomer locks a new one); the kernel
-// releases the lock when the process dies.
+// are one claim. The kernel releases the lock when the process dies; the
+// file goes with its last release (internal/lockfile) or with
+// sweepLockFiles.
 func claimPath(image string) (string, error) {
 	abs, err := filepath.Abs(image)
 	if err != nil {
@@ -91,7 +99,18 @@ func dirLockPath(dir string) string {
 
 func lockFile(kind, path string) string {
 	sum := sha256.Sum256([]byte(path))
-	return filepath.Join(os.TempDir(), "packer-cloudimg-"+kind+hex.EncodeToString(sum[:8])+".lock")
+	return filepath.Join(os.TempDir(), lockPrefix+kind+hex.EncodeToString(sum[:8])+".lock")
+}
+
+// lockPrefix starts the names of the claim and directory lock files.
+const lockPrefix = "packer-cloudimg-"
+
+// sweepLockFiles removes the claim and directory lock files in the system's
+// temporary directory that nobody holds (their builds were killed) and
+// returns how many.
+func sweepLockFiles() (int, error) {
+	removed, err := lockfile.Sweep(os.TempDir(), lockPrefix)
+	return len(removed), err
 }
 
 // resolvePath resolves the symbolic links in the longest existing ancestor
@@ -114,13 +133,12 @@ func resolvePath(p string) string {
 
 // claimImage tries to take image's claim: ok is false while another build
 // holds it.
-func claimImage(image string) (lock *filelock.Flock, ok bool, err error) {
+func claimImage(image string) (lock *lockfile.Lock, ok bool, err error) {
 	path, err := claimPath(image)
 	if err != nil {
 		return nil, false, err
 	}
-	lock = filelock.New(path)
-	ok, err = lock.TryLock()
+	lock, ok, err = lockfile.TryLock(path)
 	if err != nil {
 		return nil, false, fmt.Errorf("lock file %s: %w", path, err)
 	}

@@ -13,6 +13,10 @@ import (
 // a temporary file next to it (compacted, compressed if asked, flattened when
 // it had a backing file), then an atomic rename to the final name, so no
 // half-written image ever carries that name.
+//
+// Uses: config, driver, ui, disk_path (stepCreateDisk), image_path
+// (stepOutputDir), efivars_work (stepEFIVars).
+// Produces: efivars_path (Run: the artifact's files).
 type stepConvert struct{}
 
 func (s *stepConvert) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {

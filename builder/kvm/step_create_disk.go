@@ -13,6 +13,10 @@ import (
 // stepCreateDisk makes the disk the VM runs on, next to the final image (so
 // that the final rename is atomic): a qcow2 overlay on the cached source
 // image with use_backing_file, otherwise a copy; then grows it to disk_size.
+//
+// Uses: config, driver, ui, iso_path (the SDK's StepDownload), image_path
+// (stepOutputDir).
+// Produces: disk_path (stepRun, stepConvert).
 type stepCreateDisk struct {
 	disk string
 }
@@ -30,7 +34,6 @@ func (s *stepCreateDisk) Run(ctx context.Context, state multistep.StateBag) mult
 	if info.Format != "qcow2" && info.Format != "raw" {
 		ui.Say(fmt.Sprintf("Source image format is %s; it will be converted", info.Format))
 	}
-	state.Put("source_virtual_size", info.VirtualSize)
 
 	var size uint64
 	if cfg.DiskSize != "" && !cfg.SkipResizeDisk {

@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hashicorp/packer-plugin-sdk/filelock"
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/lockfile"
 )
 
 // stepOutputDir makes output_directory and claims the image's name for this
@@ -28,10 +29,14 @@ import (
 // failed build that made it removes it (when empty) only with that lock
 // taken exclusively, i.e. when no other build uses it. A build refused the
 // image's name never makes the directory.
+//
+// Uses: config, ui.
+// Produces: image_path (stepCreateDisk, stepEFIVars, stepConvert, Run: the
+// artifact).
 type stepOutputDir struct {
 	created bool
-	claim   *filelock.Flock
-	dirLock *filelock.Flock
+	claim   *lockfile.Lock
+	dirLock *lockfile.Lock
 }
 
 func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -40,10 +45,11 @@ func (s *stepOutputDir) Run(ctx context.Context, state multistep.StateBag) multi
 	image := filepath.Join(cfg.OutputDir, cfg.VMName)
 	state.Put("image_path", image)
 
-	s.dirLock = filelock.New(dirLockPath(cfg.OutputDir))
-	if err := s.dirLock.RLock(); err != nil {
+	dirLock, err := lockfile.RLock(dirLockPath(cfg.OutputDir))
+	if err != nil {
 		return halt(state, fmt.Errorf("output_directory: locking %s: %w", dirLockPath(cfg.OutputDir), err))
 	}
+	s.dirLock = dirLock
 	claim, ok, err := claimImage(image)
 	if err != nil {
 		return halt(state, fmt.Errorf("claiming the image name %s: %w", image, err))
@@ -97,9 +103,11 @@ func (s *stepOutputDir) Cleanup(state multistep.StateBag) {
 		cfg := state.Get("config").(*Config)
 		// From shared to exclusive, without waiting: another build that
 		// holds it shared uses the directory.
+		path := s.dirLock.Path()
 		_ = s.dirLock.Unlock()
-		if ok, err := s.dirLock.TryLock(); err == nil && ok {
+		if l, ok, err := lockfile.TryLock(path); err == nil && ok {
 			_ = os.Remove(cfg.OutputDir) // only succeeds when empty
+			_ = l.Unlock()
 		}
 	}
 }

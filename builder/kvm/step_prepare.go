@@ -3,6 +3,7 @@ package kvm
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 
@@ -15,6 +16,11 @@ import (
 // stepPrepare makes the build's private temporary directory (seed, QMP
 // socket, serial log, guest facts) with its owner record, after removing
 // those of killed builds (see owner.go), and publishes the build variables.
+//
+// Uses: config, ui (Run); temp_dir (Cleanup).
+// Produces: temp_dir (stepSeed, stepEFIVars, stepSSHKeyFile, stepRun: the QMP
+// socket), serial_log (stepRun, stepWaitSSH), facts_file (stepCollectFacts),
+// error (on failure: Run).
 type stepPrepare struct {
 	owner *filelock.Flock
 }
@@ -28,6 +34,13 @@ func (s *stepPrepare) Run(ctx context.Context, state multistep.StateBag) multist
 	}
 	if err != nil {
 		ui.Say(fmt.Sprintf("Warning: removing the temporary directories of killed builds: %v", err))
+	}
+	// Their lock files (and those of builds before locks were removed on
+	// release): nothing to say about them, they are empty.
+	if n, err := sweepLockFiles(); err != nil {
+		ui.Say(fmt.Sprintf("Warning: removing the lock files of killed builds: %v", err))
+	} else if n > 0 {
+		log.Printf("removed %d lock files of killed builds from %s", n, os.TempDir())
 	}
 	// A short path: the QMP unix socket lives here (108-byte limit).
 	dir, owner, err := makeTempDir("")

@@ -17,6 +17,13 @@ import (
 // stepRun reserves a host port for SSH (locked across parallel builds) and
 // starts QEMU without a display: serial console to a file, QMP socket for
 // control, SSH forwarded from 127.0.0.1 only.
+//
+// Uses: config, driver, ui, phases and fail_build (Run), temp_dir and
+// serial_log (stepPrepare), disk_path (stepCreateDisk), seed_path and mac
+// (stepSeed), efi_code and efivars_work (stepEFIVars).
+// Produces: vm (stepWaitSSH, stepShutdown, Run: a VM fault), ssh_host_port
+// (stepWaitSSH, the SDK's StepConnect), instance_id (the SDK's StepProvision:
+// the provisioners' ID).
 type stepRun struct {
 	listener *sdknet.Listener
 	vm       VM
@@ -38,7 +45,6 @@ func (s *stepRun) Run(ctx context.Context, state multistep.StateBag) multistep.S
 	if notice != "" {
 		ui.Say(notice)
 	}
-	state.Put("accelerator", accel)
 
 	tmp := state.Get("temp_dir").(string)
 	qmp := filepath.Join(tmp, "qmp.sock")
@@ -144,14 +150,12 @@ func (s *stepRun) Cleanup(state multistep.StateBag) {
 	if s.listener != nil {
 		s.listener.Close()
 	}
-	// The UEFI variables are a work file until the image is in place.
-	if vars, ok := state.GetOk("efivars_work"); ok {
-		_ = os.Remove(vars.(string))
-	}
 }
 
-// qemuArgs is QEMU's command line. qemuargs are appended: they add to the
-// builder's arguments and never replace them.
+// qemuArgs is QEMU's command line, and nothing else: it reads the files the
+// earlier steps made (disk, seed, UEFI firmware) from the state bag.
+// qemuargs are appended: they add to the builder's arguments and never
+// replace them.
 func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, qmp string) ([]string, error) {
 	disk := state.Get("disk_path").(string)
 	seed := state.Get("seed_path").(string)
@@ -214,24 +218,9 @@ func qemuArgs(cfg *Config, state multistep.StateBag, accel string, sshPort int, 
 		args = append(args, "-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", "virtio-rng-pci,rng=rng0")
 	}
 	if cfg.Firmware == "uefi" {
-		// A fresh copy of the template (padded to the machine's flash size),
-		// under a work name beside the build disk; the conversion moves it
-		// beside the image.
-		vars := workFile(state.Get("image_path").(string), efivarsSuffix)
-		if err := padFirmware(cfg.EFIFirmwareVars, vars, profile.PflashSize); err != nil {
-			return nil, fmt.Errorf("efi_firmware_vars: copying the UEFI variables: %w", err)
-		}
-		state.Put("efivars_work", vars)
-		code := cfg.EFIFirmwareCode
-		if short, err := needsPadding(code, profile.PflashSize); err != nil {
-			return nil, fmt.Errorf("efi_firmware_code: %w", err)
-		} else if short {
-			// e.g. Debian's QEMU_EFI.fd (2 MiB): a padded copy in the temp dir.
-			code = filepath.Join(state.Get("temp_dir").(string), "efi-code.fd")
-			if err := padFirmware(cfg.EFIFirmwareCode, code, profile.PflashSize); err != nil {
-				return nil, fmt.Errorf("efi_firmware_code: %w", err)
-			}
-		}
+		// The files stepEFIVars made: the code (padded when it was short)
+		// read-only, and this build's own copy of the variables.
+		code, vars := state.Get("efi_code").(string), state.Get("efivars_work").(string)
 		args = append(args,
 			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file="+optValue(code),
 			"-drive", "if=pflash,format=raw,unit=1,file="+optValue(vars))

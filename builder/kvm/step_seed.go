@@ -3,8 +3,10 @@ package kvm
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/hashicorp/packer-plugin-sdk/multistep"
@@ -15,6 +17,9 @@ import (
 
 // stepSeed writes the cloud-init NoCloud seed ISO (label cidata) that creates
 // the build user with the ephemeral key.
+//
+// Uses: config (the seed input Prepare derived), ui, temp_dir (stepPrepare).
+// Produces: mac (stepRun), seed_path (stepRun).
 type stepSeed struct{}
 
 func (s *stepSeed) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {
@@ -28,15 +33,14 @@ func (s *stepSeed) Run(ctx context.Context, state multistep.StateBag) multistep.
 	mac, _ = parseMAC(mac)
 	state.Put("mac", mac)
 
-	sc, err := cfg.seedConfig(string(cfg.Comm.SSHPublicKey), cidata.NewInstanceID(), mac)
+	// The options were turned into the seed's input once, in Prepare; the
+	// build adds only what is new each time.
+	sc := cfg.seed.withBuild(string(cfg.Comm.SSHPublicKey), cidata.NewInstanceID(), mac)
+	seed, err := cidata.Build(sc)
 	if err != nil {
 		return halt(state, err)
 	}
-	seed, err := cidata.Build(*sc)
-	if err != nil {
-		return halt(state, err)
-	}
-	for _, w := range append(cfg.legacyNotes, seed.Warnings...) {
+	for _, w := range append(slices.Clone(cfg.seed.notes), seed.Warnings...) {
 		ui.Say("Warning: " + w)
 	}
 	path := filepath.Join(state.Get("temp_dir").(string), "cidata.iso")
@@ -50,34 +54,54 @@ func (s *stepSeed) Run(ctx context.Context, state multistep.StateBag) multistep.
 
 func (s *stepSeed) Cleanup(multistep.StateBag) {}
 
-// seedConfig assembles the seed's input from the options (and from the stock
-// builder's cd_content/cd_files when a template still has them).
-func (c *Config) seedConfig(authorizedKey, instanceID, mac string) (*cidata.Config, error) {
-	sc := &cidata.Config{
-		InstanceID:     instanceID,
+// seedInput is the seed's input as the options give it, derived once by
+// Prepare (deriveSeed) and only read afterwards: the seed configuration
+// without the parts each build chooses (key, instance-id, MAC), and the
+// notes on what was dropped from a stock-builder seed (cd_content/cd_files),
+// which stepSeed prints once per build.
+type seedInput struct {
+	base  cidata.Config
+	notes []string
+}
+
+// withBuild returns the seed configuration for one build: the derived input
+// plus the build's public key (authorized_keys line), instance-id and NIC MAC.
+// The receiver is not modified.
+func (s seedInput) withBuild(authorizedKey, instanceID, mac string) cidata.Config {
+	sc := s.base
+	sc.MetaData = maps.Clone(s.base.MetaData)
+	sc.SSHGenKeyTypes = slices.Clone(s.base.SSHGenKeyTypes)
+	sc.AuthorizedKey, sc.InstanceID, sc.MAC = authorizedKey, instanceID, mac
+	return sc
+}
+
+// deriveSeed assembles the seed's input from the options (and from the stock
+// builder's cd_content/cd_files when a template still has them). It reads the
+// files the options name and does not modify c; errors name the option.
+func deriveSeed(c *Config) (seedInput, error) {
+	sc := cidata.Config{
 		Hostname:       c.Hostname,
 		Username:       c.Comm.SSHUsername,
-		AuthorizedKey:  authorizedKey,
-		MAC:            mac,
-		MetaData:       c.MetaData,
-		SSHGenKeyTypes: c.SSHHostKeyTypes,
+		MetaData:       maps.Clone(c.MetaData),
+		SSHGenKeyTypes: slices.Clone(c.SSHHostKeyTypes),
 	}
 	var err error
 	if sc.UserData, sc.UserDataName, err = inlineOrFile(c.UserData, "user_data", c.UserDataFile, "user_data_file"); err != nil {
-		return nil, err
+		return seedInput{}, err
 	}
 	if sc.NetworkConfig, sc.NetworkConfigName, err = inlineOrFile(c.NetworkConfig, "network_config", c.NetworkConfigFile, "network_config_file"); err != nil {
-		return nil, err
+		return seedInput{}, err
 	}
 	if c.VendorData != "" {
 		sc.VendorData = []byte(c.VendorData)
 	}
+	var notes []string
 	if len(c.CDContent) > 0 || len(c.CDFiles) > 0 {
-		if err := c.legacySeed(sc); err != nil {
-			return nil, err
+		if notes, err = legacySeed(c.CDContent, c.CDFiles, &sc); err != nil {
+			return seedInput{}, err
 		}
 	}
-	return sc, nil
+	return seedInput{base: sc, notes: notes}, nil
 }
 
 // inlineOrFile returns the content of an option given inline or as a file
@@ -97,18 +121,20 @@ func inlineOrFile(inline, inlineOpt, file, fileOpt string) ([]byte, string, erro
 	return nil, "", nil
 }
 
-// legacySeed feeds the stock builder's cidata files into the seed.
-func (c *Config) legacySeed(sc *cidata.Config) error {
+// legacySeed feeds the stock builder's cidata files (cd_content, cd_files)
+// into sc and returns a note for each thing it dropped from them.
+func legacySeed(cdContent map[string]string, cdFiles []string, sc *cidata.Config) ([]string, error) {
+	var notes []string
 	files := map[string][]byte{}
 	origin := map[string]string{}
-	for name, content := range c.CDContent {
+	for name, content := range cdContent {
 		files[filepath.Base(name)] = []byte(content)
 		origin[filepath.Base(name)] = "cd_content[\"" + name + "\"]"
 	}
-	for _, f := range c.CDFiles {
+	for _, f := range cdFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return fmt.Errorf("cd_files: %w", err)
+			return nil, fmt.Errorf("cd_files: %w", err)
 		}
 		files[filepath.Base(f)] = b
 		origin[filepath.Base(f)] = "cd_files (" + f + ")"
@@ -124,11 +150,11 @@ func (c *Config) legacySeed(sc *cidata.Config) error {
 		case cidata.FileUserData:
 			ud, removed, err := cidata.StripBuildUser(b, sc.Username)
 			if err != nil {
-				return fmt.Errorf("%s: %w", origin[name], err)
+				return nil, fmt.Errorf("%s: %w", origin[name], err)
 			}
 			sc.UserData, sc.UserDataName = ud, origin[name]
 			for _, r := range removed {
-				c.legacyNotes = append(c.legacyNotes, fmt.Sprintf("%s: dropped %s (the builder creates user %q with an ephemeral key and no password)", origin[name], r, sc.Username))
+				notes = append(notes, fmt.Sprintf("%s: dropped %s (the builder creates user %q with an ephemeral key and no password)", origin[name], r, sc.Username))
 			}
 		case cidata.FileNetworkConfig:
 			sc.NetworkConfig, sc.NetworkConfigName = b, origin[name]
@@ -140,7 +166,7 @@ func (c *Config) legacySeed(sc *cidata.Config) error {
 			// into user-data (see cidata.Build). Other simple keys are kept.
 			md, err := cidata.ParseMetaData(b)
 			if err != nil {
-				return fmt.Errorf("%s: %w", origin[name], err)
+				return nil, fmt.Errorf("%s: %w", origin[name], err)
 			}
 			for k, v := range md {
 				if k == "instance-id" || k == "local-hostname" {
@@ -154,8 +180,8 @@ func (c *Config) legacySeed(sc *cidata.Config) error {
 				}
 			}
 		default:
-			return fmt.Errorf("%s: %q is not a cloud-init seed file (user-data, meta-data, network-config, vendor-data); cloudimg-kvm builds no other CD", origin[name], name)
+			return nil, fmt.Errorf("%s: %q is not a cloud-init seed file (user-data, meta-data, network-config, vendor-data); cloudimg-kvm builds no other CD", origin[name], name)
 		}
 	}
-	return nil
+	return notes, nil
 }

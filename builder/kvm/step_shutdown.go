@@ -14,6 +14,9 @@ import (
 // or shutdown_command when one is set; after shutdown_timeout QEMU is
 // stopped with a warning. Either way the VM watcher is told first, so the
 // power-off is no fault.
+//
+// Uses: config, ui, vm (stepRun), communicator (the SDK's StepConnect).
+// Produces: nothing.
 type stepShutdown struct{}
 
 func (s *stepShutdown) Run(ctx context.Context, state multistep.StateBag) multistep.StepAction {

@@ -18,6 +18,9 @@ import (
 // stepWaitCloudInit waits for cloud-init to finish on the guest with
 // `cloud-init status --wait`. cloud-init may restart sshd while we wait,
 // which cuts the session: the command is then run again on a new one.
+//
+// Uses: config, ui, communicator (the SDK's StepConnect).
+// Produces: nothing.
 type stepWaitCloudInit struct {
 	retryInterval time.Duration
 }

@@ -17,6 +17,9 @@ import (
 // guest's sshd answers with its banner, so that the SDK's connect step (which
 // waits 5 s between tries) connects on its first try. QEMU accepts TCP on the
 // forward before sshd listens, so a TCP connect alone proves nothing.
+//
+// Uses: config, ui, vm and ssh_host_port (stepRun), serial_log (stepPrepare).
+// Produces: nothing.
 type stepWaitSSH struct {
 	interval time.Duration
 }

@@ -99,6 +99,45 @@ func TestCreateDiskSizes(t *testing.T) {
 	}
 }
 
+// Builds leave no lock file in the temporary directory once cleaned up
+// (successful, refused or failed), while the exclusion holds during them.
+func TestOutputDirLeavesNoLockFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "output")
+	run := func(name string) (*stepOutputDir, multistep.StateBag, multistep.StepAction) {
+		state := stepState(t, &Config{OutputDir: dir, VMName: name}, &fakeDriver{})
+		s := &stepOutputDir{}
+		return s, state, s.Run(context.Background(), state)
+	}
+	first, firstState, action := run("node")
+	if action != multistep.ActionContinue {
+		t.Fatal(firstState.Get("error"))
+	}
+	claim, _ := claimPath(filepath.Join(dir, "node"))
+	for _, p := range []string{claim, dirLockPath(dir)} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Fatalf("no lock file %s while the build runs: %v", p, err)
+		}
+	}
+	refused, refusedState, action := run("node")
+	if action != multistep.ActionHalt {
+		t.Fatal("a second build of the same name was not refused")
+	}
+	refused.Cleanup(refusedState)
+	if _, err := os.Lstat(dirLockPath(dir)); err != nil {
+		t.Fatalf("the refused build removed the directory lock the first still holds: %v", err)
+	}
+	other, otherState, _ := run("other")
+	first.Cleanup(firstState)
+	otherState.Put(multistep.StateHalted, true) // a failed build
+	other.Cleanup(otherState)
+	otherClaim, _ := claimPath(filepath.Join(dir, "other"))
+	for _, p := range []string{claim, otherClaim, dirLockPath(dir)} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("lock file %s left in the temporary directory (%v)", p, err)
+		}
+	}
+}
+
 // Two builds of one image name (two sources without vm_name) would share the
 // build disk: the second is refused while the first runs, and the name is free
 // again once the first is cleaned up. Other names in the directory are not
@@ -311,6 +350,10 @@ func TestQemuArgsARM64(t *testing.T) {
 	state.Put("seed_path", "/t/cidata.iso")
 	state.Put("mac", "52:54:00:aa:bb:cc")
 	state.Put("serial_log", "/t/serial.log")
+	efi := &stepEFIVars{}
+	if a := efi.Run(context.Background(), state); a != multistep.ActionContinue {
+		t.Fatal(state.Get("error"))
+	}
 	args, err := qemuArgs(cfg, state, "tcg", 2345, "/t/qmp.sock")
 	if err != nil {
 		t.Fatal(err)
@@ -328,9 +371,35 @@ func TestQemuArgsARM64(t *testing.T) {
 	if strings.Contains(line, "if=ide") || strings.Contains(line, "-device pvpanic ") {
 		t.Errorf("arm64 qemu args use a device the virt machine lacks:\n%s", line)
 	}
-	for _, f := range []string{filepath.Join(dir, "efi-code.fd"), state.Get("efivars_work").(string)} {
+	work := state.Get("efivars_work").(string)
+	if !strings.Contains(line, "if=pflash,format=raw,unit=1,file="+work) {
+		t.Errorf("arm64 qemu args lack the build's UEFI variables %s:\n%s", work, line)
+	}
+	for _, f := range []string{filepath.Join(dir, "efi-code.fd"), work} {
 		if fi, err := os.Stat(f); err != nil || fi.Size() != 64<<20 {
 			t.Errorf("%s: not padded to 64 MiB: %v", f, err)
 		}
+	}
+	// A build that stops before the conversion leaves no variables behind.
+	efi.Cleanup(state)
+	if _, err := os.Stat(work); !os.IsNotExist(err) {
+		t.Errorf("UEFI variables work file left after cleanup: %v", err)
+	}
+}
+
+// A BIOS build makes no firmware files.
+func TestEFIVarsBIOS(t *testing.T) {
+	dir := t.TempDir()
+	state := stepState(t, &Config{Firmware: "bios", Arch: "amd64"}, nil)
+	state.Put("image_path", filepath.Join(dir, "image.qcow2"))
+	state.Put("temp_dir", dir)
+	if a := (&stepEFIVars{}).Run(context.Background(), state); a != multistep.ActionContinue {
+		t.Fatal(state.Get("error"))
+	}
+	if _, ok := state.GetOk("efivars_work"); ok {
+		t.Error("a BIOS build got UEFI variables")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("a BIOS build wrote %v", ents)
 	}
 }

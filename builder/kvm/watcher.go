@@ -12,7 +12,8 @@ import (
 )
 
 // The VM watcher: one goroutine owns QEMU's QMP connection from the moment
-// QEMU is up until it exits. It turns QEMU's events into a fault, the cause
+// QEMU is up until it exits. It turns QEMU's events (judged by the pure
+// classifier in fault.go) into a fault, the cause
 // that fails the build: the builder cancels the running step's context with
 // it and stops QEMU, which also cuts the SSH session of a provisioner
 // waiting on a command. Commands (the power-off) go through the same
@@ -37,25 +38,6 @@ type qmpMessage struct {
 	} `json:"error"`
 	Event string          `json:"event"`
 	Data  json.RawMessage `json:"data"`
-}
-
-// vmFault is why a VM failed the build, in the user's terms.
-type vmFault struct {
-	What   string // what happened, e.g. "QEMU exited with signal 9 (killed)"
-	Phase  string // the build phase it happened in, e.g. "provisioning"
-	Serial string // the serial log's path when its tail helps
-	Tail   string // the serial log's last lines, read when the fault happened
-}
-
-func (f *vmFault) Error() string {
-	s := f.What
-	if f.Phase != "" {
-		s += " during " + f.Phase
-	}
-	if f.Tail != "" {
-		s += fmt.Sprintf("\nLast lines of the serial console (%s):\n%s", f.Serial, f.Tail)
-	}
-	return s
 }
 
 // FaultWatch is what the watcher needs to know of the build.
@@ -298,70 +280,35 @@ func (w *vmWatcher) run(early []qmpMessage) {
 	}
 }
 
-// event turns one QMP event into a fault, or ignores it.
+// event applies the verdict of one QMP event (see classifyEvent); a STOP is
+// judged by the run state it asks QEMU for.
 func (w *vmWatcher) event(m qmpMessage, send func(string, func(qmpMessage)) error) {
-	switch m.Event {
-	case "BLOCK_IO_ERROR":
-		var d struct {
-			Device    string `json:"device"`
-			Node      string `json:"node-name"`
-			Operation string `json:"operation"`
-			Action    string `json:"action"`
-			NoSpace   bool   `json:"nospace"`
-			Reason    string `json:"reason"`
-		}
-		_ = json.Unmarshal(m.Data, &d)
-		if d.Action == "ignore" {
-			return
-		}
-		if d.NoSpace {
-			w.fault(w.diskFull(d.Action), false)
-			return
-		}
-		did := "QEMU paused the guest"
-		if d.Action == "report" {
-			did = "the guest got an I/O error"
-		}
-		w.fault(fmt.Sprintf("QEMU could not %s the disk %s (%s): %s", d.Operation, firstOf(d.Device, d.Node), d.Reason, did), false)
-	case "STOP":
-		// Why the guest stopped is in its run state.
+	v := classifyEvent(m.Event, m.Data)
+	if v.shutdown != "" {
+		w.mu.Lock()
+		w.shutdown = v.shutdown
+		w.mu.Unlock()
+	}
+	if v.queryStatus {
 		_ = send("query-status", func(r qmpMessage) {
 			var st struct {
 				Status string `json:"status"`
 			}
 			_ = json.Unmarshal(r.Return, &st)
-			switch st.Status {
-			case "io-error":
-				w.fault(w.diskFull("stop"), false)
-			case "guest-panicked":
-				w.fault("the guest kernel panicked", true)
-			case "internal-error":
-				w.fault("QEMU stopped the guest on an internal error (the emulation failed)", true)
-			}
+			w.apply(classifyStatus(st.Status))
 		})
-	case "GUEST_PANICKED":
-		w.fault("the guest kernel panicked", true)
-	case "SHUTDOWN":
-		var d struct {
-			Guest  bool   `json:"guest"`
-			Reason string `json:"reason"`
-		}
-		_ = json.Unmarshal(m.Data, &d)
-		w.mu.Lock()
-		w.shutdown = "a shutdown (" + d.Reason + ")"
-		w.mu.Unlock()
-		switch d.Reason {
-		case "guest-panic":
-			w.fault("the guest kernel panicked", true)
-		case "guest-shutdown":
-			w.fault("the guest powered itself off (nobody asked it to)", true)
-		case "guest-reset":
-			w.fault("the guest rebooted and QEMU stopped (-no-reboot)", true)
-		case "host-signal":
-			// QEMU exits next; its stderr names the signal and the sender.
-		default:
-			w.fault("QEMU shut the guest down ("+d.Reason+")", true)
-		}
+		return
+	}
+	w.apply(v)
+}
+
+// apply turns a verdict into the build's fault, if it is one.
+func (w *vmWatcher) apply(v verdict) {
+	switch {
+	case v.diskFull != "":
+		w.fault(w.diskFull(v.diskFull), false)
+	case v.fault != "":
+		w.fault(v.fault, v.serial)
 	}
 }
 
@@ -399,28 +346,5 @@ func (w *vmWatcher) fault(what string, serial bool) {
 	w.mu.Unlock()
 	if w.spec.OnFault != nil {
 		go w.spec.OnFault(f)
-	}
-}
-
-func firstOf(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
-
-// humanBytes is n in KiB, MiB or GiB.
-func humanBytes(n uint64) string {
-	switch {
-	case n >= 10<<30:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 10<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	default:
-		return fmt.Sprintf("%d KiB", n>>10)
 	}
 }

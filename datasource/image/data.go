@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -25,16 +24,14 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagesource"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 // DefaultTimeout bounds the whole resolution (every index read) unless
 // `timeout` says otherwise.
 const DefaultTimeout = 5 * time.Minute
-
-// unknownValue is what Packer passes for an input it cannot know yet (an
-// output of another data source during `packer validate`): not checked.
-const unknownValue = "<unknown>"
 
 // Config is the configuration of the cloudimg-image data source: which
 // release to resolve, and where to read the indexes.
@@ -161,15 +158,15 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	if c.FallbackSerial != "" && c.FallbackURL == "" {
 		errs = packersdk.MultiErrorAppend(errs, errors.New("fallback_serial: only used with fallback_url"))
 	}
-	unknown := map[string]bool{
-		"distribution": c.Distribution == unknownValue, "release": c.Release == unknownValue,
-		"arch": c.Arch == unknownValue, "serial": c.Serial == unknownValue,
-		"variant": c.Variant == unknownValue, "base_url": c.BaseURL == unknownValue,
+	notKnown := map[string]bool{
+		"distribution": c.Distribution == unknown.Value, "release": c.Release == unknown.Value,
+		"arch": c.Arch == unknown.Value, "serial": c.Serial == unknown.Value,
+		"variant": c.Variant == unknown.Value, "base_url": c.BaseURL == unknown.Value,
 	}
 	if err := d.query().Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			var fe *imagesource.FieldError
-			if errors.As(e, &fe) && (unknown[fe.Field] || unknown["distribution"]) {
+			if errors.As(e, &fe) && (notKnown[fe.Field] || notKnown["distribution"]) {
 				continue // checked when the value is known, in Execute
 			}
 			errs = packersdk.MultiErrorAppend(errs, e)
@@ -194,7 +191,7 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	defer cancel()
 	client := d.client
 	if client == nil {
-		client = newHTTPClient()
+		client = httpclient.New()
 	}
 	q := d.query()
 	img, err := imagesource.Resolve(ctx, q, client)
@@ -229,15 +226,4 @@ func (d *Datasource) fallback() DatasourceOutput {
 		out.ChecksumURL = sums
 	}
 	return out
-}
-
-// newHTTPClient is http.DefaultTransport's behaviour (proxy from the
-// environment, HTTP/2) with bounded connection and header waits; the
-// context bounds the rest.
-func newHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 30 * time.Second
-	t.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: t}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagesource"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 func TestConfigure(t *testing.T) {
@@ -41,9 +42,9 @@ func TestConfigure(t *testing.T) {
 		{"fallback_serial alone", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "fallback_serial": "1"}, []string{"fallback_serial: only used with fallback_url"}},
 		{"unknown option", map[string]interface{}{"distribution": "ubuntu", "release": "noble", "iso_url": "x"}, []string{"iso_url"}},
 		// packer validate passes "<unknown>" for another data source's output.
-		{"unknown values", map[string]interface{}{"distribution": "ubuntu", "release": unknownValue, "serial": unknownValue, "base_url": unknownValue}, nil},
-		{"unknown distribution value", map[string]interface{}{"distribution": unknownValue, "release": "bookworm", "variant": "generic"}, nil},
-		{"unknown values do not hide the others", map[string]interface{}{"distribution": "ubuntu", "release": unknownValue, "arch": "mips"}, []string{"arch: "}},
+		{"unknown values", map[string]interface{}{"distribution": "ubuntu", "release": unknown.Value, "serial": unknown.Value, "base_url": unknown.Value}, nil},
+		{"unknown distribution value", map[string]interface{}{"distribution": unknown.Value, "release": "bookworm", "variant": "generic"}, nil},
+		{"unknown values do not hide the others", map[string]interface{}{"distribution": "ubuntu", "release": unknown.Value, "arch": "mips"}, []string{"arch: "}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -26,19 +25,17 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/config"
 	"github.com/zclconf/go-cty/cty"
 
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/ociregistry"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 // DefaultTimeout bounds reading the index and the metadata unless
 // `timeout` says otherwise.
 const DefaultTimeout = time.Minute
-
-// unknownValue is what Packer passes for an input it cannot know yet (an
-// output of another data source during `packer validate`): not checked.
-const unknownValue = "<unknown>"
 
 // Config is the configuration of the cloudimg-repository data source.
 type Config struct {
@@ -169,7 +166,7 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	switch c.Repository {
 	case "":
 		add("repository: required (the repository directory or its http(s) URL)")
-	case unknownValue: // checked when known, in Execute
+	case unknown.Value: // checked when known, in Execute
 	default:
 		if ociregistry.IsReference(c.Repository) {
 			if ref, err := ociregistry.ParseReference(c.Repository); err != nil {
@@ -190,7 +187,7 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 		}
 	}
 	switch c.Arch {
-	case "", "amd64", "arm64", unknownValue:
+	case "", "amd64", "arm64", unknown.Value:
 	default:
 		add("arch: %q is not amd64 or arm64", c.Arch)
 	}
@@ -199,7 +196,7 @@ func (d *Datasource) Configure(raws ...interface{}) error {
 	}
 	d.keys = nil
 	for i, ref := range c.VerifyKey {
-		if ref == unknownValue {
+		if ref == unknown.Value {
 			continue
 		}
 		k, err := signing.LoadPublicKey(ref)
@@ -222,7 +219,7 @@ func (d *Datasource) Execute() (cty.Value, error) {
 	defer cancel()
 	client := d.client
 	if client == nil {
-		client = newHTTPClient()
+		client = httpclient.New()
 	}
 	var out DatasourceOutput
 	var err error
@@ -416,15 +413,4 @@ func fingerprints(keys []*signing.PublicKey) string {
 		s[i] = k.String()
 	}
 	return strings.Join(s, ", ")
-}
-
-// newHTTPClient is http.DefaultTransport's behaviour (proxy from the
-// environment, HTTP/2) with bounded connection and header waits; the
-// context bounds the rest.
-func newHTTPClient() *http.Client {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	t.TLSHandshakeTimeout = 30 * time.Second
-	t.ResponseHeaderTimeout = time.Minute
-	return &http.Client{Transport: t}
 }

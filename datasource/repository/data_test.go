@@ -14,6 +14,7 @@ import (
 	"github.com/zclconf/go-cty/cty"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/unknown"
 )
 
 func TestConfigure(t *testing.T) {
@@ -36,7 +37,7 @@ func TestConfigure(t *testing.T) {
 		{"arch", map[string]interface{}{"repository": "repo", "image_name": "base", "arch": "riscv64"}, []string{`arch: "riscv64" is not amd64 or arm64`}},
 		{"password alone", map[string]interface{}{"repository": "oci://r.example/x", "image_name": "base", "password": "s3cret"}, []string{"password: set username too"}},
 		// packer validate passes "<unknown>" for another data source's output.
-		{"unknown values", map[string]interface{}{"repository": unknownValue, "image_name": unknownValue}, nil},
+		{"unknown values", map[string]interface{}{"repository": unknown.Value, "image_name": unknown.Value}, nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

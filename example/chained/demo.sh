@@ -8,6 +8,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 packer=$root/tools/bin/packer
 export CHECKPOINT_DISABLE=1
+# Plain text when the output goes to a file or a pipe (no ANSI colour codes).
+if [ ! -t 1 ]; then export PACKER_NO_COLOR=1 ANSIBLE_NOCOLOR=1; fi
 export PACKER_PLUGIN_PATH=$root/.demo/plugins
 
 say() { printf '\n==> %s\n' "$*"; }

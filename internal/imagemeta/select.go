@@ -16,6 +16,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 )
 
 // newer reports whether a is newer than b: a later Created (the build's
@@ -220,7 +222,7 @@ var ErrNotFound = errors.New("not found")
 const maxDocument = 64 << 20
 
 // ReadFile reads the repository file at rel (slash-separated). client is
-// used for a remote repository (nil: http.DefaultClient). Errors name the
+// used for a remote repository (nil: the shared client of internal/httpclient). Errors name the
 // file or URL.
 func (l Location) ReadFile(ctx context.Context, client *http.Client, rel string) ([]byte, error) {
 	if l.URL != nil {
@@ -242,9 +244,7 @@ func readLocal(p string) ([]byte, error) {
 
 func readURL(ctx context.Context, client *http.Client, u *url.URL) ([]byte, error) {
 	shown := u.Redacted()
-	if client == nil {
-		client = http.DefaultClient
-	}
+	client = httpclient.OrDefault(client)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("imagemeta: %s: %w", shown, err)

@@ -24,7 +24,7 @@ import (
 // named, and is meant as a warning. For an http(s) source only a document
 // that was fetched can give an error: a server that cannot be reached (an
 // offline build from Packer's cache) or answers 404 means no base. client is used for http(s) sources
-// (nil: http.DefaultClient).
+// (nil: the shared client of internal/httpclient, with bounded waits).
 func DescribeSource(ctx context.Context, client *http.Client, src, checksum string) (*Source, error) {
 	s := &Source{URL: src, Checksum: checksum}
 	if src == "" {

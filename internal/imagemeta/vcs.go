@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/gitremote"
 )
 
 // VCS is the state of the version-control work tree holding the template.
@@ -19,7 +21,10 @@ type VCS struct {
 	Commit string `json:"commit,omitempty"`
 	// Branch is the checked-out branch; empty when HEAD is detached.
 	Branch string `json:"branch,omitempty"`
-	// Remote is the URL of the "origin" remote without credentials.
+	// Remote is the repository's address as a URI without credentials: the
+	// "upstream" remote, else "origin", scp-like addresses as ssh:// URLs;
+	// empty when neither is set or both are local paths (the rule of
+	// internal/gitremote).
 	Remote string `json:"remote,omitempty"`
 	// Dirty is true when the work tree has uncommitted changes or
 	// untracked files.
@@ -35,8 +40,8 @@ var ErrNoGit = errors.New("no git work tree")
 const gitTimeout = 30 * time.Second
 
 // GitInfo describes the git work tree containing dir using the git command
-// line: HEAD commit, branch, origin URL (credentials removed) and whether
-// the tree is dirty. It returns an error wrapping ErrNoGit when git is
+// line: HEAD commit, branch, remote URI (gitremote.Pick of the "upstream"
+// and "origin" remotes) and whether the tree is dirty. It returns an error wrapping ErrNoGit when git is
 // missing or dir is not in a work tree.
 func GitInfo(dir string) (*VCS, error) {
 	return GitInfoContext(context.Background(), dir)
@@ -67,10 +72,14 @@ func GitInfoContext(ctx context.Context, dir string) (*VCS, error) {
 	if b, err := runGit(ctx, dir, "symbolic-ref", "-q", "--short", "HEAD"); err == nil {
 		v.Branch = b
 	}
-	// A missing origin makes "config --get" exit 1: not an error.
-	if r, err := runGit(ctx, dir, "config", "--get", "remote.origin.url"); err == nil {
-		v.Remote = StripURLCredentials(r)
+	// A missing remote makes "config --get" exit 1: not an error.
+	remotes := map[string]string{}
+	for _, name := range gitremote.Names {
+		if r, err := runGit(ctx, dir, "config", "--get", "remote."+name+".url"); err == nil {
+			remotes[name] = r
+		}
 	}
+	v.Remote = gitremote.Pick(remotes)
 	st, err := runGit(ctx, dir, "status", "--porcelain")
 	if err != nil {
 		return nil, fmt.Errorf("imagemeta: git status in %s: %w", dir, err)

@@ -76,6 +76,22 @@ func TestGitInfo(t *testing.T) {
 		t.Errorf("clean repo: %+v, want %+v", *v, want)
 	}
 
+	// An "upstream" remote is preferred over "origin"; scp-like addresses
+	// become ssh:// URLs.
+	git(t, dir, "remote", "add", "upstream", "git@github.com:org/images.git")
+	if v, err = GitInfo(dir); err != nil || v.Remote != "ssh://git@github.com/org/images.git" {
+		t.Errorf("with an upstream remote: %+v, %v; want remote ssh://git@github.com/org/images.git", v, err)
+	}
+	// A local-path remote is left out, and does not hide origin.
+	git(t, dir, "remote", "set-url", "upstream", "/srv/git/images")
+	if v, err = GitInfo(dir); err != nil || v.Remote != "https://gitlab.example.org/infra/images.git" {
+		t.Errorf("with a local upstream: %+v, %v; want origin's URL", v, err)
+	}
+	git(t, dir, "remote", "set-url", "origin", "../images.git")
+	if v, err = GitInfo(dir); err != nil || v.Remote != "" {
+		t.Errorf("with only local remotes: %+v, %v; want no remote", v, err)
+	}
+
 	os.WriteFile(filepath.Join(dir, "template.pkr.hcl"), []byte("changed\n"), 0o644)
 	git(t, dir, "checkout", "-q", "--detach")
 	v, err = GitInfo(dir)

@@ -249,7 +249,7 @@ func (q Query) String() string {
 }
 
 // Resolve finds the image q asks for in the indexes of q.BaseURL. client
-// fetches http(s) URLs; nil means http.DefaultClient. Every error names the
+// fetches http(s) URLs; nil means the shared client of internal/httpclient (bounded waits). Every error names the
 // query and the URL or file that was read.
 func Resolve(ctx context.Context, q Query, client *http.Client) (*Image, error) {
 	q = q.Normalize()

@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 )
 
 // maxIndexSize bounds what is read of one index. Ubuntu's released
@@ -95,10 +97,7 @@ func newSource(baseURL string, client *http.Client) (*source, error) {
 	if err != nil {
 		return nil, err
 	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	return &source{base: base, dir: dir, client: client}, nil
+	return &source{base: base, dir: dir, client: httpclient.OrDefault(client)}, nil
 }
 
 // url is the absolute URL of rel, as outputs and messages show it.

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/gitremote"
 )
 
 // PredicateType is the SLSA Provenance v1 predicate type.
@@ -78,7 +80,10 @@ type Source struct {
 	Checksum string
 }
 
-// Template is the state of the git work tree holding the template.
+// Template is the state of the git work tree holding the template. Remote
+// is the repository's address (see internal/gitremote); it is recorded as
+// the "template" dependency's URI "git+<URI>", and left out when it is a
+// local path.
 type Template struct {
 	Remote, Branch, Commit string
 	Dirty                  bool
@@ -106,8 +111,10 @@ func Statement(in Input) ([]byte, error) {
 	}
 	if t := in.Template; t != nil && (t.Commit != "" || t.Remote != "") {
 		d := &intoto.ResourceDescriptor{Name: "template"}
-		if t.Remote != "" {
-			d.Uri = "git+" + withoutCredentials(t.Remote)
+		// The same rule as the metadata's vcs.remote (a local path is
+		// left out), applied here too for callers that pass a raw address.
+		if u, ok := gitremote.URI(t.Remote); ok {
+			d.Uri = "git+" + u
 		}
 		if t.Commit != "" {
 			d.Digest = map[string]string{string(intoto.AlgorithmGitCommit): t.Commit}

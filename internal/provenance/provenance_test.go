@@ -92,6 +92,45 @@ func TestStatementMinimal(t *testing.T) {
 	}
 }
 
+// The template's remote is recorded as git+<URI>: an scp-like address as
+// an ssh:// URL, credentials dropped, and a local path not at all (the
+// commit still is).
+func TestStatementTemplateRemote(t *testing.T) {
+	for remote, want := range map[string]string{
+		"git@github.com:example/images.git":                    "git+ssh://git@github.com/example/images.git",
+		"https://oauth2:glpat-SECRET@gitlab.example.org/x.git": "git+https://gitlab.example.org/x.git",
+		"/work/main":        "",
+		"file:///work/main": "",
+	} {
+		in := input()
+		in.Template.Remote = remote
+		b, err := Statement(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, pred, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, d := range pred.GetBuildDefinition().GetResolvedDependencies() {
+			if d.GetName() != "template" {
+				continue
+			}
+			found = true
+			if d.GetUri() != want || d.GetDigest()["gitCommit"] != in.Template.Commit {
+				t.Errorf("remote %q: template uri %q, digest %v; want %q and the commit", remote, d.GetUri(), d.GetDigest(), want)
+			}
+		}
+		if !found {
+			t.Errorf("remote %q: no template dependency", remote)
+		}
+		if bytes.Contains(b, []byte("SECRET")) || bytes.Contains(b, []byte("/work/main")) {
+			t.Errorf("remote %q: a credential or local path is in the statement", remote)
+		}
+	}
+}
+
 func TestAsURI(t *testing.T) {
 	for in, want := range map[string]string{
 		"/var/cache/images/debian 12.qcow2":           "file:///var/cache/images/debian%2012.qcow2",

@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/packer-plugin-sdk/template/interpolate"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/artifactstate"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
@@ -279,7 +280,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		sum := artifactstate.String(source, artifactstate.SourceImageChecksum)
 		// A chained build: the base image's own metadata names it.
 		sctx, cancel := context.WithTimeout(ctx, time.Minute)
-		src, err := imagemeta.DescribeSource(sctx, nil, u, sum)
+		src, err := imagemeta.DescribeSource(sctx, httpclient.New(), u, sum)
 		cancel()
 		if err != nil {
 			ui.Say(fmt.Sprintf("Warning: %v; the source is recorded by URL and checksum only", err))

@@ -23,6 +23,9 @@
 //	                      of another architecture keep their own cell)
 //	CLOUDIMG_E2E_ARM64=0  leave TestScenarioARM64 out (its cold test image
 //	                      takes 18-25 min to build on an x86 host)
+//	CLOUDIMG_E2E_PACKER   the Packer binary to drive (default tools/bin/packer,
+//	                      the newest; make e2e-oldest-packer passes
+//	                      tools/bin/packer-1.11.2)
 //	CLOUDIMG_E2E_SSH_DEADLINE  how long bootVM waits for a login after a
 //	                      boot (Go duration, default 10m; raise it on a
 //	                      crowded host, where TCG guests slow down a lot)
@@ -104,6 +107,11 @@ func setupSuite() error {
 	suite.root = root
 
 	suite.packer = filepath.Join(root, "tools", "bin", "packer")
+	if p := os.Getenv("CLOUDIMG_E2E_PACKER"); p != "" {
+		if suite.packer, err = filepath.Abs(p); err != nil {
+			return err
+		}
+	}
 	ansiblePlugin := filepath.Join(root, "tools", "bin", "packer-plugin-ansible")
 	for _, p := range []string{suite.packer, ansiblePlugin} {
 		if _, err := os.Stat(p); err != nil {
@@ -132,6 +140,9 @@ func setupSuite() error {
 		}
 	}
 	fmt.Printf("e2e: work directory: %s\n", suite.work)
+	if out, err := exec.Command(suite.packer, "version").Output(); err == nil {
+		fmt.Printf("e2e: %s (%s)\n", strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]), suite.packer)
+	}
 
 	suite.cacheDir = filepath.Join(base, "packer_cache")
 	if err := os.MkdirAll(suite.cacheDir, 0o755); err != nil {

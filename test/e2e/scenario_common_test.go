@@ -535,6 +535,35 @@ func buildPacker(t testing.TB, dir string, args ...string) *packerRun {
 	return runPacker(t, dir, append([]string{"build"}, args...)...)
 }
 
+// ownTempDir makes a temporary directory for the Packer runs of one test
+// (pass it as TMPDIR with startPackerEnv), so that what they leave in it can
+// be judged without the other tests' and users' files; the test's cleanup
+// removes it. It is short: the builder's QMP socket lives below it.
+func ownTempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "e2e-tmpdir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// checkNothingInTempDir fails the test for every file a finished Packer run
+// left in its TMPDIR (see ownTempDir): the builder's lock files
+// (packer-cloudimg-*.lock) and temporary directories (cloudimg-*), or the
+// Ansible plugin's copy of the build's private key (ansible-key*).
+func checkNothingInTempDir(t testing.TB, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Errorf("left in the build's temporary directory %s: %s", dir, e.Name())
+	}
+}
+
 // authorizedKeyRe finds the key type and base64 blob of an authorized_keys
 // line, after any options (which may hold quoted spaces).
 var authorizedKeyRe = regexp.MustCompile(`(?:^|\s)((?:ssh|ecdsa|sk)-[A-Za-z0-9@.-]+)\s+([A-Za-z0-9+/]+=*)`)

@@ -14,7 +14,9 @@ import (
 // deprecated key in the user-data and cloud_init_degraded = "fail":
 // `cloud-init status` exits 2 ("degraded"), and the build must stop there —
 // no provisioner runs — with cloud-init's own message on Packer's error
-// line, and leave neither QEMU nor an image behind. (The "warn" default is
+// line, and leave neither QEMU nor an image behind. The user-data is given
+// as a stock-builder cd_content seed: what the builder drops from it
+// (ssh_pwauth) is said exactly once in the log. (The "warn" default is
 // checked by the basic scenario on Debian 13.)
 func TestScenarioDegraded(t *testing.T) {
 	tm := newTimings(t)
@@ -54,6 +56,13 @@ func TestScenarioDegraded(t *testing.T) {
 	case strings.Count(cause, strings.TrimSpace(long[1])) != 1:
 		// cloud-init 25.1 lists it once per stage; once is enough.
 		t.Errorf("the error line repeats cloud-init's message: %q", cause)
+	}
+
+	// The note on the dropped legacy key is printed once (it was printed
+	// twice when the seed's input was derived in Prepare and again in the step).
+	dropped := regexp.MustCompile(`(?m)Warning: cd_content\["user-data"\]: dropped ssh_pwauth\b`)
+	if n := len(dropped.FindAllString(r.Output, -1)); n != 1 {
+		t.Errorf("the note on the dropped ssh_pwauth is printed %d times, want once", n)
 	}
 
 	// The build stopped at cloud-init: no provisioner ran.

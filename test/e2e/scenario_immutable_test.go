@@ -75,9 +75,15 @@ func TestScenarioImmutableNode(t *testing.T) {
 		"image_id":     imageID,
 		"deb_path":     deb,
 	}
+	// The builds get a TMPDIR of their own, to check that they leave
+	// nothing there: no lock files, no temporary directory, and no copy of
+	// the build's private key from the Ansible provisioner (use_proxy =
+	// false makes it write one unless the builder names a key file).
+	tmp := ownTempDir(t)
 	start := time.Now()
-	buildPacker(t, dir, buildArgs(vars, "build.pkr.hcl")...).mustSucceed(t)
+	startPackerEnv(t, dir, []string{"TMPDIR=" + tmp}, append([]string{"build"}, buildArgs(vars, "build.pkr.hcl")...)...).Wait().mustSucceed(t)
 	tm.since("build (2 in parallel)", start)
+	checkNothingInTempDir(t, tmp)
 
 	stages := []string{"production", "development"}
 	rels := make([]string, len(stages))

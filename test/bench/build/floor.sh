@@ -47,7 +47,7 @@ until ssh_ true; do sleep 0.25; done
 phase boot-ssh "$t"
 
 t=$(now)
-until out=$(ssh_ cloud-init status --wait); do sleep 1; done
+until ssh_ cloud-init status --wait >/dev/null; do sleep 1; done
 phase cloud-init "$t"
 
 t=$(now)

@@ -3,6 +3,9 @@
 # false does nothing), so `cloud-init status` exits 2 ("degraded"). With
 # cloud_init_degraded = "fail" the build must stop there, before any
 # provisioner, with cloud-init's own message on Packer's error line.
+# The user-data comes the stock qemu builder's way (cd_label + cd_content,
+# with the password login such templates carry): the builder merges it into
+# its own seed and says once what it dropped (ssh_pwauth).
 packer {
   required_plugins {
     cloudimg = {
@@ -33,10 +36,14 @@ source "cloudimg-kvm" "degraded" {
   vm_name             = "degraded.qcow2"
   serial_log_file     = "${path.cwd}/degraded.serial.log"
   cloud_init_degraded = "fail"
-  user_data           = <<-EOT
-    #cloud-config
-    apt_update: false
-  EOT
+  cd_label            = "cidata"
+  cd_content = {
+    "user-data" = <<-EOT
+      #cloud-config
+      ssh_pwauth: true
+      apt_update: false
+    EOT
+  }
 }
 
 build {
