@@ -10,17 +10,21 @@
 locals {
   index = jsondecode(file("${var.repository}/index.json"))
 
-  # The images of that name that carry every wanted label.
+  # The images of that name that carry every wanted label, by their
+  # position in the index (its entries need not have the same attributes,
+  # so they are not mixed in one conditional).
+  images = local.index.images
   candidates = [
-    for e in local.index.images : e
+    for i, e in local.images : i
     if e.name == var.image_name && alltrue([for k, v in var.image_labels : lookup(e.labels, k, null) == v])
   ]
-  # Newest first, as the index's own "latest": by created (RFC 3339 in UTC,
+  # The newest, as the index's own "latest": by created (RFC 3339 in UTC,
   # which sorts as text), equal times by the greater path.
-  by_age = { for e in local.candidates : "${e.created} ${e.path}" => e }
-  newest = length(local.candidates) > 0 ? local.by_age[reverse(sort(keys(local.by_age)))[0]] : null
-  pinned = [for e in local.candidates : e if e.checksums.sha256 == var.image_sha256]
-  image  = var.image_sha256 == "" ? local.newest : (length(local.pinned) > 0 ? local.pinned[0] : null)
+  by_age = { for i in local.candidates : "${local.images[i].created} ${local.images[i].path}" => i }
+  newest = length(local.candidates) > 0 ? local.by_age[reverse(sort(keys(local.by_age)))[0]] : -1
+  pinned = [for i in local.candidates : i if local.images[i].checksums.sha256 == var.image_sha256]
+  chosen = var.image_sha256 == "" ? local.newest : (length(local.pinned) > 0 ? local.pinned[0] : -1)
+  image  = local.chosen < 0 ? null : local.images[local.chosen]
 
   sha256 = try(local.image.checksums.sha256, "")
   tag    = substr(local.sha256, 0, 12)

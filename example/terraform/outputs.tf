@@ -1,11 +1,11 @@
 output "image" {
   description = "The deployed image's index entry: path (in the repository), sha256, name, labels, created, build_id and source_name (what each node's /etc/cloudimg/image.json names)."
   value = {
-    path        = local.image.path
+    path        = try(local.image.path, null)
     sha256      = local.sha256
-    name        = local.image.name
-    labels      = local.image.labels
-    created     = local.image.created
+    name        = try(local.image.name, null)
+    labels      = try(local.image.labels, null)
+    created     = try(local.image.created, null)
     build_id    = try(local.image.build_id, "")
     source_name = try(local.image.source_name, "")
   }
