@@ -465,6 +465,7 @@ func (r *tfRun) applyAndJudge(repo, pin string, want *tfImage, prev []tfNodeBoot
 	r.vars(repo, pin)
 	applyStart := time.Now()
 	r.mustRun("apply", "-auto-approve", "-no-color", "-input=false")
+	r.forgetDomains() // the previous nodes are gone; the new ones are attached below
 	t.Logf("%s apply (image %s %s, image_sha256 %q): %s", filepath.Base(r.bin), want.label, want.rel, pin, time.Since(applyStart).Round(100*time.Millisecond))
 
 	var out tfOutputs
@@ -663,8 +664,12 @@ func (r *tfRun) volumes() []string {
 	if err != nil {
 		return nil
 	}
-	var vs []string
-	for _, l := range strings.Split(out, "\n")[2:] {
+	lines := strings.Split(out, "\n")
+	if len(lines) < 2 {
+		return []string{}
+	}
+	vs := []string{}
+	for _, l := range lines[2:] {
 		if f := strings.Fields(l); len(f) > 0 {
 			vs = append(vs, f[0])
 		}
