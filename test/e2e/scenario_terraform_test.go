@@ -164,6 +164,12 @@ func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 			run.applyAndJudge(repo, v1.sha256, v1, second)
 			tm.since(r[0]+": roll back to v1 and judge", start)
 
+			// A pin the repository does not hold: the plan stops, naming it.
+			run.vars(repo, strings.Repeat("0", 64))
+			if out, err := run.run("plan", "-no-color", "-input=false"); err == nil || !strings.Contains(out, "No image named \"basic\"") || !strings.Contains(out, strings.Repeat("0", 64)) {
+				t.Errorf("plan with an image_sha256 the repository lacks: %v, want the module's error naming the pin:\n%s", err, tailLines(out, 30))
+			}
+
 			start = time.Now()
 			run.destroy()
 			tm.since(r[0]+": destroy", start)
