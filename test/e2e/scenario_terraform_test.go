@@ -170,6 +170,8 @@ func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 				t.Errorf("plan with an image_sha256 the repository lacks: %v, want the module's error naming the pin:\n%s", err, tailLines(out, 30))
 			}
 
+			run.vars(repo, v1.sha256)
+
 			start = time.Now()
 			run.destroy()
 			tm.since(r[0]+": destroy", start)
