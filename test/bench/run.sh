@@ -19,7 +19,13 @@
 #     plus one sha256sum read of the result, timed in the same run) and the
 #     metadata hashing's throughput against sha256sum on the output.
 #     BENCH_LAYERS (default 3) sets how many 0.7 GB copies the guest writes.
-#  BENCH_ONLY="seedjob floor hash realsize" (the default) picks the parts.
+#  5. A node's first boot (issue #24): the seed's job's output against its
+#     source image, each booted with a new NoCloud seed of the same shape by
+#     test/e2e/image/smoke.sh, alternating BENCH_FIRSTBOOT_RUNS times (default
+#     BENCH_RUNS): seconds from QEMU's start to cloud-init done (SSH up
+#     before), medians compared (goal: ratio <= 1.1: the reset adds no
+#     first-boot work).
+#  BENCH_ONLY="seedjob floor hash realsize firstboot" (the default) picks the parts.
 set -euo pipefail
 # One { } group: bash parses the whole script before running it, so editing
 # the file during a run cannot derail that run.
@@ -66,7 +72,7 @@ timeline() {
 phases() { grep -o 'Phases: .*' "$work/$1.out" | head -n 1; }
 
 runs=${BENCH_RUNS:-3}
-only=" ${BENCH_ONLY:-seedjob floor hash realsize} "
+only=" ${BENCH_ONLY:-seedjob floor hash realsize firstboot} "
 want() { [[ $only == *" $1 "* ]]; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 # ratio A B [DECIMALS]: A / B, to DECIMALS places (default 2).
@@ -191,6 +197,29 @@ printf '        output stock %s, cloudimg-kvm %s, ratio %s (goal <= 0.9)\n' "$(m
 	"$(mb "$(median "${cs_[@]}")")" "$(ratio "$(median "${cs_[@]}")" "$(median "${ss[@]}")" 3)"
 printf '        post-boot cloudimg-kvm %.1fs, floor %.1fs, ratio %s (goal <= 1.2)\n' "$(median "${cp[@]}")" "$(median "${fl[@]}")" "$(ratio "$(median "${cp[@]}")" "$(median "${fl[@]}")")"
 printf '        hashing sha256+sha512 against sha256sum %.2fx (goal >= 1.5)\n' "$(median "${hr[@]}")"
+fi
+
+if want firstboot; then
+echo
+echo "-- issue #24: a node's first boot (QEMU start to cloud-init done), the built image vs its source, same seed shape"
+fruns=${BENCH_FIRSTBOOT_RUNS:-$runs}
+packer_build firstboot bench.pkr.hcl -only=cloudimg-kvm.seedjob -var "output=$work/firstboot" >/dev/null
+# boot IMG NAME: smoke.sh's "cloud-init done after Ns" (from QEMU's start).
+boot() {
+	SMOKE_ACCEL=$accel bash "$root/test/e2e/image/smoke.sh" "$1" >"$work/$2.out" 2>&1 ||
+		{ tail -n 30 "$work/$2.out" >&2; return 1; }
+	sed -n 's/.*cloud-init done after \([0-9.]*\)s$/\1/p' "$work/$2.out" | head -n 1
+}
+bb=() sb=()
+for i in $(seq "$fruns"); do
+	b=$(boot "$work/firstboot/seedjob.qcow2" "firstboot-built-$i")
+	s=$(boot "$image" "firstboot-source-$i")
+	bb+=("$b") sb+=("$s")
+	printf 'run %d: built image %ss, source image %ss, ratio %s\n' "$i" "$b" "$s" "$(ratio "$b" "$s")"
+done
+printf 'median: built %ss, source %ss, ratio %s (goal <= 1.1)\n' "$(median "${bb[@]}")" "$(median "${sb[@]}")" \
+	"$(ratio "$(median "${bb[@]}")" "$(median "${sb[@]}")")"
+rm -rf "$work/firstboot"
 fi
 
 if want hash; then
