@@ -42,6 +42,10 @@ declare -A need=(
 	[libvirtd]=libvirt-daemon-system
 	[virtlogd]=libvirt-daemon-system
 	[unshare]=util-linux
+	# Terraform's libvirt provider (example/terraform, its e2e test): its
+	# xml { xslt } runs xsltproc, its libvirt_cloudinit_disk runs mkisofs
+	[xsltproc]=xsltproc
+	[mkisofs]=genisoimage
 )
 if [ "$profile" = test ]; then
 	# arm64: the test image's build (foreign binaries through binfmt_misc)

@@ -69,6 +69,13 @@ type IndexEntry struct {
 	// Created is when the image was built; Add uses the current time
 	// when zero. Marshalled as RFC 3339 in UTC.
 	Created time.Time `json:"created"`
+	// BuildID is the Packer run UUID of the build that made the image
+	// (its metadata's build.packer_run_uuid); with SourceName it joins a
+	// node's Identity (IdentityPath) to this entry. Omitted when unknown.
+	BuildID string `json:"build_id,omitempty"`
+	// SourceName is the source block name of that build (the metadata's
+	// build.source_name). Omitted when unknown.
+	SourceName string `json:"source_name,omitempty"`
 	// Sidecars are the documents that belong to the image (its metadata,
 	// SBOM, provenance). Add checks and normalises their paths like the
 	// image's and lists each in SHA256SUMS; whatever removes the image

@@ -444,6 +444,9 @@ func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firm
 			Size:      img.SizeBytes,
 			Firmware:  firmware,
 			Created:   doc.Build.FinishedAt,
+			// The node's /etc/cloudimg/image.json names these two.
+			BuildID:    doc.Build.PackerRunUUID,
+			SourceName: doc.Build.SourceName,
 		}
 		// Add takes a relative path as relative to the repository; the
 		// artifact's is relative to where Packer runs.

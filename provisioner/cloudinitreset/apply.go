@@ -17,6 +17,7 @@ import (
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/cidata"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 )
 
 //go:embed apply.sh.tmpl
@@ -43,6 +44,10 @@ type ApplyOptions struct {
 	ExtraPaths    []string // validated by checkExtraPath
 	ShutdownAfter bool
 	ShutdownDelay time.Duration
+
+	// Identity is the image's identity document (imagemeta.MarshalIdentity),
+	// installed at imagemeta.IdentityPath; nil writes none.
+	Identity []byte
 
 	// NICMACs are the MAC addresses of the build VM's NICs
 	// (Collected.MACs): the network check fails if a file under /etc or in
@@ -97,6 +102,12 @@ type applyData struct {
 	EtcWrite        []fileChange // /etc paths to rewrite
 	EtcExpect       []fileChange // files that must still be as read (Path, OldSHA)
 	EtcVerify       []fileChange // the results (Path, NewSHA)
+
+	// The identity file (ApplyOptions.Identity): its path, its name in the
+	// temporary directory and its sha256; all empty without one.
+	IdentityPath   string
+	IdentityUpload string
+	IdentitySHA    string
 
 	// The search for what still names the build: its host names under
 	// /etc, its NICs' MAC addresses there and in the network state.
@@ -216,6 +227,11 @@ func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string,
 		if err := d.addHostname(host, b); err != nil {
 			return nil, err
 		}
+	}
+	if len(opts.Identity) > 0 {
+		d.IdentityPath, d.IdentityUpload, d.IdentitySHA = imagemeta.IdentityPath, "image.json", sha256Hex(opts.Identity)
+		b.Files[d.IdentityUpload] = opts.Identity
+		b.Changed = append(b.Changed, d.IdentityPath)
 	}
 	for _, m := range opts.NICMACs {
 		if !macRE.MatchString(m) {

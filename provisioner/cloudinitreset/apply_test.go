@@ -102,6 +102,7 @@ func TestApplyGolden(t *testing.T) {
 		Nonce: "n0nce", MachineID: MachineIDUninitialized, KeepPasswdBackups: true, RemoveCloudSeed: true,
 		CleanApt: true, CleanJournal: true, ExtraPaths: []string{"/var/log/installer/*.log", "/srv/it's here"},
 		ShutdownAfter: true, ShutdownDelay: 7 * time.Second, NICMACs: []string{buildMAC, "52:54:00:00:00:02"},
+		Identity: []byte(`{"build_id": "b1", "source_name": "basic"}` + "\n"),
 	}
 	for _, tc := range []struct {
 		name  string
@@ -131,6 +132,12 @@ func TestApplyGolden(t *testing.T) {
 			wantFiles := 6
 			if !tc.saved {
 				wantFiles++ // etc.hosts
+			}
+			if tc.opts.Identity != nil {
+				wantFiles++ // image.json
+				if string(b.Files["image.json"]) != string(tc.opts.Identity) {
+					t.Errorf("bundle file image.json is %q, want the identity", b.Files["image.json"])
+				}
 			}
 			if len(b.Files) != wantFiles {
 				t.Errorf("files %v", b.Files)

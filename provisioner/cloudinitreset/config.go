@@ -89,6 +89,12 @@ func (c *Config) prepare() error {
 		}
 	}
 
+	for k := range c.Labels {
+		if strings.TrimSpace(k) == "" {
+			add("labels: empty label name")
+		}
+	}
+
 	if c.ShutdownDelay == 0 {
 		c.ShutdownDelay = DefaultShutdownDelay
 	}

@@ -118,6 +118,16 @@ type Config struct {
 	// report (and, with the stock qemu builder, starts its shutdown
 	// command) before sshd stops.
 	ShutdownDelay time.Duration `mapstructure:"shutdown_delay"`
+	// Labels recorded in the image's identity file, /etc/cloudimg/image.json
+	// (for example the same labels the metadata post-processor files the
+	// image under). The reset always writes that file: the Packer run's
+	// build id (`PACKER_RUN_UUID`), the source name and builder type, the
+	// source image's URL and checksum as the builder published them, the
+	// reset's time and the plugin version; with `labels`, these too. It is
+	// not per-instance state: it stays in every VM made from the image, and
+	// its `build_id` and `source_name` name the image's entry in the
+	// repository's index.json and its metadata.
+	Labels map[string]string `mapstructure:"labels"`
 
 	ctx interpolate.Context
 }

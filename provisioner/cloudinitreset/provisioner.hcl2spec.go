@@ -36,6 +36,7 @@ type FlatConfig struct {
 	DryRun              *bool             `mapstructure:"dry_run" cty:"dry_run" hcl:"dry_run"`
 	ShutdownAfter       *bool             `mapstructure:"shutdown_after" cty:"shutdown_after" hcl:"shutdown_after"`
 	ShutdownDelay       *string           `mapstructure:"shutdown_delay" cty:"shutdown_delay" hcl:"shutdown_delay"`
+	Labels              map[string]string `mapstructure:"labels" cty:"labels" hcl:"labels"`
 }
 
 // FlatMapstructure returns a new FlatConfig.
@@ -76,6 +77,7 @@ func (*FlatConfig) HCL2Spec() map[string]hcldec.Spec {
 		"dry_run":                    &hcldec.AttrSpec{Name: "dry_run", Type: cty.Bool, Required: false},
 		"shutdown_after":             &hcldec.AttrSpec{Name: "shutdown_after", Type: cty.Bool, Required: false},
 		"shutdown_delay":             &hcldec.AttrSpec{Name: "shutdown_delay", Type: cty.String, Required: false},
+		"labels":                     &hcldec.AttrSpec{Name: "labels", Type: cty.Map(cty.String), Required: false},
 	}
 	return s
 }

@@ -8,14 +8,18 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"path"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
 
 // run is one Provision call.
@@ -85,6 +89,9 @@ func (r *run) provision(ctx context.Context) error {
 	host := PlanHostname(got)
 	opts := cfg.applyOptions(nonce)
 	opts.NICMACs = got.MACs
+	if opts.Identity, err = r.identity(time.Now()); err != nil {
+		return fmt.Errorf("cloudimg-cloudinit-reset: %v", err)
+	}
 	bundle, err := BuildApply(plan, host, got.SHA256, opts)
 	if err != nil {
 		return fmt.Errorf("cloudimg-cloudinit-reset: %v", err)
@@ -300,6 +307,41 @@ func (c *Config) applyOptions(nonce string) ApplyOptions {
 		ShutdownAfter:      c.ShutdownAfter,
 		ShutdownDelay:      c.ShutdownDelay,
 	}
+}
+
+// identity is the image's identity document (imagemeta.Identity): the
+// Packer run's UUID from the PACKER_RUN_UUID environment variable (Packer
+// sets it for every plugin process of a run), the source name and builder
+// type Packer passes in the configuration, the source image the builder
+// published as build variables (SourceImageURL, SourceImageChecksum) and
+// the labels option.
+func (r *run) identity(now time.Time) ([]byte, error) {
+	id := imagemeta.Identity{
+		BuildID:       os.Getenv("PACKER_RUN_UUID"),
+		SourceName:    r.cfg.PackerBuildName,
+		BuilderType:   r.cfg.PackerBuilderType,
+		ResetAt:       now,
+		PluginVersion: version.PluginVersion.FormattedVersion(),
+		Labels:        r.cfg.Labels,
+	}
+	if id.SourceName == "" { // not run by Packer, which always names the build
+		r.ui.Say("No image identity file: Packer gave no build name (packer_build_name)")
+		return nil, nil
+	}
+	if u := buildVar(r.data, "SourceImageURL"); u != "" {
+		id.SourceImage = &imagemeta.IdentitySource{URL: u, Checksum: buildVar(r.data, "SourceImageChecksum")}
+	}
+	return imagemeta.MarshalIdentity(&id)
+}
+
+// buildVar is a string build variable, or "" when the builder did not
+// publish it (Packer then passes "ERR_…" placeholders).
+func buildVar(data map[string]interface{}, name string) string {
+	s, _ := data[name].(string)
+	if strings.HasPrefix(s, "ERR_") {
+		return ""
+	}
+	return s
 }
 
 // changedFiles lists the account files and sudoers drop-ins that the

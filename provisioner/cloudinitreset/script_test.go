@@ -197,6 +197,7 @@ func TestApplyScriptOptions(t *testing.T) {
 		CleanApt:          true,
 		CleanJournal:      true,
 		ExtraPaths:        []string{"/var/log/installer/*.log", "/srv/my data/cache file", "/does/not/exist"},
+		Identity:          []byte(`{"build_id": "b1", "source_name": "basic"}` + "\n"),
 	}
 	_, _, b := planFor(t, g, sh, "packer", opts)
 	out, code := g.runScript(sh, g.stage(b))
@@ -234,6 +235,20 @@ func TestApplyScriptOptions(t *testing.T) {
 	}
 	if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
 		t.Error("/etc/hostname or /etc/hosts was not restored")
+	}
+	// The identity file, world-readable in a world-readable directory.
+	if got := g.read("/etc/cloudimg/image.json"); got != string(opts.Identity) {
+		t.Errorf("/etc/cloudimg/image.json = %q, want %q", got, opts.Identity)
+	}
+	assertMode(t, g, "/etc/cloudimg/image.json", 0o644, uint32(os.Getuid()), uint32(os.Getgid()))
+	if st, err := os.Stat(g.path("/etc/cloudimg")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Errorf("/etc/cloudimg: %v, mode %v; want 0755", err, st.Mode())
+	}
+	if c := checkNamed(t, res, "identity"); !c.OK {
+		t.Errorf("check %+v", c)
+	}
+	if !slices.Contains(res.Changed, "/etc/cloudimg/image.json") {
+		t.Errorf("the report's changed files %q lack /etc/cloudimg/image.json", res.Changed)
 	}
 }
 

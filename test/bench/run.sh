@@ -28,7 +28,13 @@
 #     ratio <= 1.0 both ways; the pushing process's peak RSS <= 64 MiB,
 #     read from its /proc/self/status VmHWM; oras's from GNU time's %M).
 #     `skopeo copy` is printed for information only: it recompresses.
-#  BENCH_ONLY="seedjob floor hash realsize registry" (the default) picks the parts.
+#  6. A node's first boot (issue #24): the seed's job's output against its
+#     source image, each booted with a new NoCloud seed of the same shape by
+#     test/e2e/image/smoke.sh, alternating BENCH_FIRSTBOOT_RUNS times (default
+#     BENCH_RUNS): seconds from QEMU's start to cloud-init done (SSH up
+#     before), medians compared (goal: ratio <= 1.1: the reset adds no
+#     first-boot work).
+#  BENCH_ONLY="seedjob floor hash realsize registry firstboot" (the default) picks the parts.
 set -euo pipefail
 # One { } group: bash parses the whole script before running it, so editing
 # the file during a run cannot derail that run.
@@ -39,10 +45,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/cloudimg-bench.XXXXXX")
 trap '[ -z "${BENCH_LOG_DIR:-}" ] || { mkdir -p "$BENCH_LOG_DIR"; cp "$work"/*.out "$BENCH_LOG_DIR"/ 2>/dev/null; }; rm -rf "$work"' EXIT
 export CHECKPOINT_DISABLE=1 PACKER_PLUGIN_PATH=$work/plugins
 
-only=" ${BENCH_ONLY:-seedjob floor hash realsize registry} "
+only=" ${BENCH_ONLY:-seedjob floor hash realsize registry firstboot} "
 want() { [[ $only == *" $1 "* ]]; }
 # The parts that run builds need the test image and both plugins.
-if want seedjob || want floor || want realsize; then
+if want seedjob || want floor || want realsize || want firstboot; then
 image=$("$root/test/e2e/image/build.sh" | tail -n 1)
 sum=$(sha256sum "$image" | cut -d ' ' -f 1)
 "$root/tools/bin/packer" plugins install --path "$root/packer-plugin-cloudimg" github.com/packer-cloudimg/cloudimg >/dev/null
@@ -99,7 +105,7 @@ mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
 rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1e6 / s }'; }
 timeit() { local t; t=$(date +%s.%N); "$@" >/dev/null; secs "$t"; }
 
-echo "== $(nproc) CPUs, accelerator $accel, image $(basename "$image"), $runs runs of each build, alternating"
+echo "== $(nproc) CPUs, accelerator $accel, image $(basename "${image:-none}"), $runs runs of each build, alternating"
 echo "   (emulated boots vary by several seconds from run to run: compare the medians)"
 if want seedjob; then
 echo
@@ -237,7 +243,7 @@ YML
 }
 stop_registry() { kill "$regpid"; wait "$regpid" 2>/dev/null || true; }
 trap 'kill "${regpid:-}" 2>/dev/null; [ -z "${BENCH_LOG_DIR:-}" ] || { mkdir -p "$BENCH_LOG_DIR"; cp "$work"/*.out "$BENCH_LOG_DIR"/ 2>/dev/null; }; rm -rf "$work"' EXIT
-sum=$(sha256sum "$img" | cut -d ' ' -f 1)
+rsum=$(sha256sum "$img" | cut -d ' ' -f 1)
 cat "$img" >/dev/null # page cache warm for every contender
 printf 'image: %s (%s)
 ' "$(basename "$img")" "$(mb "$(size "$img")")"
@@ -245,12 +251,12 @@ rr=${BENCH_REGISTRY_RUNS:-3}
 pp=() op=() pr=() orr=() pl=() ol=()
 for i in $(seq "$rr"); do
 	start_registry
-	line=$("$work/regbench" -mode push -ref "127.0.0.1:$port/bench/nodes" -file "$img" -sha256 "$sum" -layout artifact)
+	line=$("$work/regbench" -mode push -ref "127.0.0.1:$port/bench/nodes" -file "$img" -sha256 "$rsum" -layout artifact)
 	p_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$line") p_rss=$(sed -n 's/.*peak_rss_kib=\([0-9]*\).*/\1/p' <<<"$line")
 	ref=$(sed -n 's/.*ref=oci:\/\/\(.*\)/\1/p' <<<"$line")
 	rm -f "$work/pulled.qcow2"
 	l_s=$("$work/regbench" -mode pull -ref "$ref" -file "$work/pulled.qcow2" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')
-	[ "$(sha256sum "$work/pulled.qcow2" | cut -d ' ' -f 1)" = "$sum" ] || { echo "the pulled disk differs"; exit 1; }
+	[ "$(sha256sum "$work/pulled.qcow2" | cut -d ' ' -f 1)" = "$rsum" ] || { echo "the pulled disk differs"; exit 1; }
 	stop_registry
 	start_registry
 	(cd "$(dirname "$img")" && /usr/bin/time -f '%e %M' -o "$work/oras.time" "$oras" push --plain-http "127.0.0.1:$port/bench/oras:bench" \
@@ -277,6 +283,29 @@ printf 'median: push plugin %.1fs, oras %.1fs, ratio %s (goal <= 1.0); peak RSS 
 	"$(( $(median "${pr[@]}") / 1024 ))" "$(( $(median "${orr[@]}") / 1024 ))"
 printf '        pull plugin %.1fs, oras %.1fs, ratio %s (goal <= 1.0)\n' "$(median "${pl[@]}")" "$(median "${ol[@]}")" \
 	"$(ratio "$(median "${pl[@]}")" "$(median "${ol[@]}")")"
+fi
+
+if want firstboot; then
+echo
+echo "-- issue #24: a node's first boot (QEMU start to cloud-init done), the built image vs its source, same seed shape"
+fruns=${BENCH_FIRSTBOOT_RUNS:-$runs}
+packer_build firstboot bench.pkr.hcl -only=cloudimg-kvm.seedjob -var "output=$work/firstboot" >/dev/null
+# boot IMG NAME: smoke.sh's "cloud-init done after Ns" (from QEMU's start).
+boot() {
+	SMOKE_ACCEL=$accel bash "$root/test/e2e/image/smoke.sh" "$1" >"$work/$2.out" 2>&1 ||
+		{ tail -n 30 "$work/$2.out" >&2; return 1; }
+	sed -n 's/.*cloud-init done after \([0-9.]*\)s$/\1/p' "$work/$2.out" | head -n 1
+}
+bb=() sb=()
+for i in $(seq "$fruns"); do
+	b=$(boot "$work/firstboot/seedjob.qcow2" "firstboot-built-$i")
+	s=$(boot "$image" "firstboot-source-$i")
+	bb+=("$b") sb+=("$s")
+	printf 'run %d: built image %ss, source image %ss, ratio %s\n' "$i" "$b" "$s" "$(ratio "$b" "$s")"
+done
+printf 'median: built %ss, source %ss, ratio %s (goal <= 1.1)\n' "$(median "${bb[@]}")" "$(median "${sb[@]}")" \
+	"$(ratio "$(median "${bb[@]}")" "$(median "${sb[@]}")")"
+rm -rf "$work/firstboot"
 fi
 
 if want hash; then

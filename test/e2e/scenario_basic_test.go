@@ -94,6 +94,10 @@ func TestScenarioBasic(t *testing.T) {
 
 	// The registry's pushes and its variant read the image as it is.
 	t.Run("registry", func(t *testing.T) { testRegistryScenario(t, tm, built) })
+	// Terraform's loop on a copy of the repository (issue #24), before the
+	// chained build removes the image from this one.
+	t.Run("terraform", func(t *testing.T) { testTerraform(t, tm, built, string(debian12.orDefault())) })
+
 	// The boots are done with the image: the chained build may remove it.
 	t.Run("chained", func(t *testing.T) { testChained(t, tm, built, string(debian12.orDefault())) })
 

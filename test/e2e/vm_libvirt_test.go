@@ -395,6 +395,9 @@ type libvirtDomain struct {
 	// first-boot definition (its seed and SMBIOS serial attached) and
 	// defines the lasting one (without them, on_reboot=restart) beside it.
 	onRebootDestroy bool
+	// external: the domain's life is not the harness's (Terraform creates
+	// and destroys it): stop only forgets it.
+	external bool
 }
 
 // live libvirt domains (name → QEMU pid), destroyed by killAllVMs if a test
@@ -602,6 +605,9 @@ func (d *libvirtDomain) afterGuestReboot(v *vm, deadline time.Time) {
 // stop shuts the domain down by ACPI (virsh shutdown; virsh destroy after
 // 60 s) and undefines it.
 func (d *libvirtDomain) stop(v *vm) error {
+	if d.external {
+		return nil // still in liveDomains until forget: killLibvirtDomains' last resort
+	}
 	var errs []string
 	if p := v.process(); p != nil {
 		select {
@@ -641,6 +647,14 @@ func (d *libvirtDomain) stop(v *vm) error {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// forget drops the domain from liveDomains (once something else, such as
+// Terraform, has removed it).
+func (d *libvirtDomain) forget() {
+	liveDomains.Lock()
+	delete(liveDomains.m, d.name)
+	liveDomains.Unlock()
 }
 
 // killLibvirtDomains destroys and undefines the domains a test left behind

@@ -98,6 +98,12 @@ const (
 	// "nocloud", no hostname); it also puts "ds=nocloud" in the SMBIOS
 	// serial and takes the seed away after the first boot.
 	seedVirtInstall
+	// seedTerraform is not a seed the harness writes either: the VM is a
+	// domain that example/terraform made with Terraform's libvirt provider
+	// (its libvirt_cloudinit_disk: meta-data with the instance-id and
+	// local-hostname, user-data creating the user with the key), attached
+	// to a vm by attachTerraformNode (scenario_terraform_test.go).
+	seedTerraform
 )
 
 func (k seedKind) String() string {
@@ -114,6 +120,8 @@ func (k seedKind) String() string {
 		return "nocloud-default-user"
 	case seedVirtInstall:
 		return "virt-install"
+	case seedTerraform:
+		return "terraform"
 	}
 	return fmt.Sprintf("seedKind(%d)", int(k))
 }

@@ -47,6 +47,9 @@ CLOUDIMG_BASE64
 base64 -d >"$DIR"/'gshadow' <<'CLOUDIMG_BASE64'
 cm9vdDoqOjoKZGFlbW9uOio6OgpiaW46Kjo6CnN5czoqOjoKYWRtOio6OmRlcGxveQp0dHk6Kjo6CmRpc2s6Kjo6CmxwOio6OgptYWlsOio6OgpuZXdzOio6Ogp1dWNwOio6OgptYW46Kjo6CnByb3h5Oio6OgprbWVtOio6OgpkaWFsb3V0Oio6OgpmYXg6Kjo6CnZvaWNlOio6OgpjZHJvbToqOjoKZmxvcHB5Oio6Ogp0YXBlOio6OgpzdWRvOio6OmRlcGxveQphdWRpbzoqOjoKZGlwOio6Ogp3d3ctZGF0YToqOjoKYmFja3VwOio6OgpvcGVyYXRvcjoqOjoKbGlzdDoqOjoKaXJjOio6OgpzcmM6Kjo6CnNoYWRvdzoqOjoKdXRtcDoqOjoKdmlkZW86Kjo6CnNhc2w6Kjo6CnBsdWdkZXY6Kjo6CnN0YWZmOio6OgpnYW1lczoqOjoKdXNlcnM6Kjo6ZGVwbG95LG9wcwpub2dyb3VwOio6OgpzeXN0ZW1kLWpvdXJuYWw6ISo6OgpzeXN0ZW1kLW5ldHdvcms6ISo6OgpzeXN0ZW1kLXRpbWVzeW5jOiEqOjoKaW5wdXQ6ISo6OgpzZ3g6ISo6Ogprdm06ISo6OgpyZW5kZXI6ISo6OgpuZXRkZXY6ITo6Cm1lc3NhZ2VidXM6ITo6Cl9zc2g6ITo6Cl9jaHJvbnk6ITo6CmRlcGxveTohOjoKb3BzOiE6Ogo=
 CLOUDIMG_BASE64
+base64 -d >"$DIR"/'image.json' <<'CLOUDIMG_BASE64'
+eyJidWlsZF9pZCI6ICJiMSIsICJzb3VyY2VfbmFtZSI6ICJiYXNpYyJ9Cg==
+CLOUDIMG_BASE64
 base64 -d >"$DIR"/'passwd' <<'CLOUDIMG_BASE64'
 cm9vdDp4OjA6MDpyb290Oi9yb290Oi9iaW4vYmFzaApkYWVtb246eDoxOjE6ZGFlbW9uOi91c3Ivc2JpbjovdXNyL3NiaW4vbm9sb2dpbgpiaW46eDoyOjI6YmluOi9iaW46L3Vzci9zYmluL25vbG9naW4Kc3lzOng6MzozOnN5czovZGV2Oi91c3Ivc2Jpbi9ub2xvZ2luCnN5bmM6eDo0OjY1NTM0OnN5bmM6L2JpbjovYmluL3N5bmMKZ2FtZXM6eDo1OjYwOmdhbWVzOi91c3IvZ2FtZXM6L3Vzci9zYmluL25vbG9naW4KbWFuOng6NjoxMjptYW46L3Zhci9jYWNoZS9tYW46L3Vzci9zYmluL25vbG9naW4KbHA6eDo3Ojc6bHA6L3Zhci9zcG9vbC9scGQ6L3Vzci9zYmluL25vbG9naW4KbWFpbDp4Ojg6ODptYWlsOi92YXIvbWFpbDovdXNyL3NiaW4vbm9sb2dpbgpuZXdzOng6OTo5Om5ld3M6L3Zhci9zcG9vbC9uZXdzOi91c3Ivc2Jpbi9ub2xvZ2luCnV1Y3A6eDoxMDoxMDp1dWNwOi92YXIvc3Bvb2wvdXVjcDovdXNyL3NiaW4vbm9sb2dpbgpwcm94eTp4OjEzOjEzOnByb3h5Oi9iaW46L3Vzci9zYmluL25vbG9naW4Kd3d3LWRhdGE6eDozMzozMzp3d3ctZGF0YTovdmFyL3d3dzovdXNyL3NiaW4vbm9sb2dpbgpiYWNrdXA6eDozNDozNDpiYWNrdXA6L3Zhci9iYWNrdXBzOi91c3Ivc2Jpbi9ub2xvZ2luCmxpc3Q6eDozODozODpNYWlsaW5nIExpc3QgTWFuYWdlcjovdmFyL2xpc3Q6L3Vzci9zYmluL25vbG9naW4KaXJjOng6Mzk6Mzk6aXJjZDovcnVuL2lyY2Q6L3Vzci9zYmluL25vbG9naW4KX2FwdDp4OjQyOjY1NTM0Ojovbm9uZXhpc3RlbnQ6L3Vzci9zYmluL25vbG9naW4Kbm9ib2R5Ong6NjU1MzQ6NjU1MzQ6bm9ib2R5Oi9ub25leGlzdGVudDovdXNyL3NiaW4vbm9sb2dpbgpzeXN0ZW1kLW5ldHdvcms6eDo5OTg6OTk4OnN5c3RlbWQgTmV0d29yayBNYW5hZ2VtZW50Oi86L3Vzci9zYmluL25vbG9naW4Kc3lzdGVtZC10aW1lc3luYzp4Ojk5Nzo5OTc6c3lzdGVtZCBUaW1lIFN5bmNocm9uaXphdGlvbjovOi91c3Ivc2Jpbi9ub2xvZ2luCm1lc3NhZ2VidXM6eDoxMDA6MTAyOjovbm9uZXhpc3RlbnQ6L3Vzci9zYmluL25vbG9naW4Kc3NoZDp4OjEwMTo2NTUzNDo6L3J1bi9zc2hkOi91c3Ivc2Jpbi9ub2xvZ2luCl9jaHJvbnk6eDoxMDI6MTA0OkNocm9ueSBkYWVtb24sLCw6L3Zhci9saWIvY2hyb255Oi91c3Ivc2Jpbi9ub2xvZ2luCmRlcGxveTp4OjEwMDE6MTAwMTpEZXBsb3kgdXNlciwsLDovaG9tZS9kZXBsb3k6L2Jpbi9iYXNoCm9wczp4OjEwMDI6MTAwMjpPcGVyYXRpb25zLCwsOi9ob21lL29wczovYmluL2Jhc2gK
 CLOUDIMG_BASE64
@@ -215,6 +218,27 @@ for d in /var/lib/systemd/network /var/lib/NetworkManager; do
 done
 find_traces &
 TRACES_PID=$!
+
+# -------------------------------------------------------------- identity --
+# Which build made the image, for every VM made from it: not per-instance
+# state, so nothing here or in cloud-init removes it. Written whole.
+STEP=identity
+if [ "$DRY" = 1 ]; then
+	say "WOULD-CHANGE /etc/cloudimg/image.json"
+else
+	f=$ROOT/etc/cloudimg/image.json
+	mkdir -p "${f%/*}"
+	chmod 0755 "${f%/*}"
+	cp "$DIR"/'image.json' "$f.cloudimg-new"
+	chmod 0644 "$f.cloudimg-new"
+	mv -f "$f.cloudimg-new" "$f"
+	say "CHANGED /etc/cloudimg/image.json"
+	if printf '%s  %s\n' 78601d594bd5070feec26fb029c10e86ac31e038773419955bf12d94f749e3c8 "$f" | sha256sum -c --status 2>/dev/null; then
+		check identity ok "/etc/cloudimg/image.json names the image's build"
+	else
+		check identity fail "/etc/cloudimg/image.json differs from the planned contents"
+	fi
+fi
 
 # ------------------------------------------------------------------ disk --
 STEP=sync

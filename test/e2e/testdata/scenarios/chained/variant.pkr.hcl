@@ -31,6 +31,12 @@ variable "base_token" {
   description = "The marker the base build wrote to /etc/cloudimg-e2e-marker."
 }
 
+variable "keep_last" {
+  type        = number
+  description = "The post-processor's keep_last (0 keeps every image: the terraform subtest's rollback needs the older one)."
+  default     = 1
+}
+
 variable "variant_token" {
   type        = string
   description = "Random token written to /etc/cloudimg-e2e-variant."
@@ -76,7 +82,13 @@ build {
     ]
   }
 
-  provisioner "cloudimg-cloudinit-reset" {}
+  # The labels also go into the image's identity (/etc/cloudimg/image.json).
+  provisioner "cloudimg-cloudinit-reset" {
+    labels = {
+      scenario = "basic"
+      cell     = var.cell
+    }
+  }
 
   post-processor "cloudimg-metadata" {
     repository = var.repository
@@ -84,7 +96,7 @@ build {
       scenario = "basic"
       cell     = var.cell
     }
-    keep_last = 1
+    keep_last = var.keep_last
     key_file  = var.key_file
   }
 }
