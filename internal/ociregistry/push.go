@@ -199,10 +199,15 @@ func (c *Client) Push(ctx context.Context, p Push) (*Pushed, error) {
 	}
 	say("Pushing %s (%d bytes) to %s...", name, layer.Size, c.ref.Name())
 	started := time.Now()
+	sent := out.BlobsSent
 	if err := c.pushBlob(ctx, layer, layerSrc.Open, out); err != nil {
 		return nil, c.fail("pushing the disk "+name, err)
 	}
-	say("Disk blob %s in place (%s)", layer.Digest, time.Since(started).Round(time.Millisecond))
+	if out.BlobsSent == sent {
+		say("Disk blob %s: the registry has it already, not sent again", layer.Digest)
+	} else {
+		say("Disk blob %s sent in %s", layer.Digest, time.Since(started).Round(time.Millisecond))
+	}
 	// 2. The manifest, by digest: no tag names it yet.
 	if err := c.pushManifest(ctx, md, mb, ""); err != nil {
 		return nil, c.fail("pushing the manifest", err)
