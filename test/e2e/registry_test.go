@@ -1731,7 +1731,7 @@ func TestRegistryHarness(t *testing.T) {
 		}
 	})
 
-	big := filepath.Join(dir, "big.bin")
+	big := filepath.Join(t.TempDir(), "big.bin") // 20 MiB of noise: not kept
 	bigData := make([]byte, 20<<20)
 	if _, err := rand.Read(bigData); err != nil {
 		t.Fatal(err)
