@@ -86,14 +86,6 @@ func runPacker(t testing.TB, dir string, args ...string) *packerRun {
 	return startPacker(t, dir, args...).Wait()
 }
 
-// runPackerEnv is runPacker with extra environment variables ("K=V", e.g.
-// DOCKER_CONFIG or REGISTRY_AUTH_FILE for a test registry), which override
-// the suite's.
-func runPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerRun {
-	t.Helper()
-	return startPackerEnv(t, dir, env, args...).Wait()
-}
-
 // startPacker starts `packer args...` in dir with the suite's environment
 // plus PACKER_LOG=1 and PACKER_LOG_PATH=<dir>/packer.log; stdout and stderr go
 // to <dir>/packer.out (earlier ones in dir are kept as packer.N.out/.log).

@@ -695,6 +695,7 @@ type faultProxy struct {
 	sent    int64
 	tripped chan struct{} // closed when the fault happens
 	isTrip  bool
+	tripAt  time.Time
 	healed  chan struct{} // replaced by heal; closed to release stalled pipes
 	closed  bool
 	done    chan struct{} // closed by the cleanup
@@ -728,6 +729,14 @@ func startFaultProxy(t testing.TB, target string, mode faultMode) *faultProxy {
 
 // Tripped is closed when the fault has happened.
 func (p *faultProxy) Tripped() <-chan struct{} { return p.tripped }
+
+// TrippedAt is when the fault happened (zero before), to measure how soon
+// after it a client gave up.
+func (p *faultProxy) TrippedAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tripAt
+}
 
 // Sent is the number of bytes forwarded client→server so far.
 func (p *faultProxy) Sent() int64 {
@@ -860,6 +869,7 @@ func (p *faultProxy) take(n int) int {
 	}
 	p.sent = p.mode.After
 	p.isTrip = true
+	p.tripAt = time.Now()
 	close(p.tripped)
 	return int(max(left, 0))
 }
@@ -1298,6 +1308,25 @@ type ociDescriptor struct {
 	Size         int64             `json:"size"`
 	ArtifactType string            `json:"artifactType,omitempty"`
 	Annotations  map[string]string `json:"annotations,omitempty"`
+	// Platform is set on the entries of an image index.
+	Platform *ociPlatform `json:"platform,omitempty"`
+}
+
+// ociPlatform is an image index entry's platform.
+type ociPlatform struct {
+	Architecture string `json:"architecture"`
+	OS           string `json:"os"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+// ociIndex is an OCI image index (parse orasManifest's bytes into it).
+type ociIndex struct {
+	SchemaVersion int               `json:"schemaVersion"`
+	MediaType     string            `json:"mediaType"`
+	ArtifactType  string            `json:"artifactType,omitempty"`
+	Manifests     []ociDescriptor   `json:"manifests"`
+	Subject       *ociDescriptor    `json:"subject,omitempty"`
+	Annotations   map[string]string `json:"annotations,omitempty"`
 }
 
 // ociManifest is an OCI image manifest.
@@ -1623,6 +1652,16 @@ func TestRegistryHarness(t *testing.T) {
 				}
 			} else if !hasSchemaTag {
 				t.Errorf("Distribution: tags %v, want the referrers tag schema's %s", tags, schemaTag)
+			} else {
+				b, err := orasManifest(t, reg, reg.Ref(repo, schemaTag))
+				var idx ociIndex
+				if err == nil {
+					err = json.Unmarshal(b, &idx)
+				}
+				if err != nil || idx.MediaType != ociIndexType || len(idx.Manifests) != 1 ||
+					idx.Manifests[0].Digest != sbomDigest || idx.Manifests[0].ArtifactType != sbomAT {
+					t.Errorf("Distribution: the referrers tag %s holds %s (%v), want an index of %s (%s)", schemaTag, b, err, sbomDigest, sbomAT)
+				}
 			}
 			out := filepath.Join(t.TempDir(), "pulled")
 			if err := orasPull(t, reg, reg.Ref(repo, "v1"), out); err != nil {
@@ -1731,7 +1770,7 @@ func TestRegistryHarness(t *testing.T) {
 		}
 	})
 
-	big := filepath.Join(dir, "big.bin")
+	big := filepath.Join(t.TempDir(), "big.bin") // 20 MiB of noise: not kept
 	bigData := make([]byte, 20<<20)
 	if _, err := rand.Read(bigData); err != nil {
 		t.Fatal(err)
@@ -1754,7 +1793,7 @@ func TestRegistryHarness(t *testing.T) {
 		default:
 			t.Fatalf("the push failed before the cut (%d bytes sent): %v", p.Sent(), err)
 		}
-		t.Logf("cut after %d bytes; oras failed %s after it started: %v", p.Sent(), time.Since(began).Round(time.Millisecond), err)
+		t.Logf("cut after %d bytes; oras failed %s after it started, %s after the cut: %v", p.Sent(), time.Since(began).Round(time.Millisecond), time.Since(p.TrippedAt()).Round(time.Millisecond), err)
 		if p.Sent() != budget {
 			t.Errorf("proxy forwarded %d bytes, want exactly %d", p.Sent(), budget)
 		}

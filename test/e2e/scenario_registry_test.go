@@ -55,7 +55,7 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		for k, val := range vars {
 			v[k] = val
 		}
-		return runPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...)
+		return startPackerEnv(t, dir, env, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...).Wait()
 	}
 
 	// The containerdisk is signed in the registry with the base's key.
@@ -197,7 +197,7 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		t.Run("unknown-authority", func(t *testing.T) {
 			v := map[string]string{"repository": reg.Ref("team/faults", ""), "ca_file": "", "layout": "artifact",
 				"metadata_files": fmt.Sprintf("[%q]", armMeta)}
-			run := runPackerEnv(t, dir, dockerEnv, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...)
+			run := startPackerEnv(t, dir, dockerEnv, append([]string{"build"}, buildArgs(v, "push.pkr.hcl")...)...).Wait()
 			run.mustFail(t, "registry "+reg.Host, "unknown authority", "set ca_file")
 		})
 
@@ -252,13 +252,13 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		}
 		// The artifact push is not signed: verify_key refuses it before any
 		// VM starts.
-		refused := runPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...)
+		refused := startPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...).Wait()
 		refused.mustFail(t, "refused by verify_key", "has no signature", base.keys.fingerprint)
 		// The signed containerdisk, with the old key and the current one (a
 		// rotation).
 		vars["registry_repository"] = reg.Ref("team/nodes", "")
 		vars["verify_key"] = fmt.Sprintf("[%q, %q]", base.other.pub, base.keys.pub)
-		run := runPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...)
+		run := startPackerEnv(t, other, env, append([]string{"build"}, buildArgs(vars, "variant.pkr.hcl")...)...).Wait()
 		run.mustSucceed(t)
 		if !strings.Contains(run.Output, "is signed with the key "+base.keys.fingerprint) {
 			t.Errorf("packer output does not say the builder verified the base with %s", base.keys.fingerprint)
