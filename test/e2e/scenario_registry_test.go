@@ -111,6 +111,23 @@ func testRegistryScenario(t *testing.T, tm *timings, base *basicBuild) {
 		checkSecretAbsent(t, reg.Password, dir)
 	})
 
+	// A registry that serves the referrers API gets the documents through
+	// it: no referrers tag (sha256-…) appears.
+	t.Run("referrers-api", func(t *testing.T) {
+		api := startReferrersRegistry(t)
+		push(t, api, nil, "team/nodes", map[string]string{"tags": `["v1"]`, "layout": "artifact", "plain_http": "true"}, baseMeta).mustSucceed(t)
+		checkReferrers(t, api, api.Ref("team/nodes", "v1"), "application/vnd.cyclonedx+json", "application/vnd.in-toto+json")
+		tags, err := orasTags(t, api, "team/nodes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tag := range tags {
+			if strings.HasPrefix(tag, "sha256-") {
+				t.Errorf("the referrers went to the tag schema (%s) although the registry serves the referrers API", tag)
+			}
+		}
+	})
+
 	// An arm64 image of the same name and run, never booted: a small qcow2
 	// and a metadata document saying so.
 	armMeta := fakeImage(t, dir, base, "arm64", "basic-arm64.qcow2", 0)

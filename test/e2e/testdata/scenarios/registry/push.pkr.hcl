@@ -57,6 +57,11 @@ variable "key_password" {
   sensitive = true
 }
 
+variable "plain_http" {
+  type    = bool
+  default = false
+}
+
 variable "keep_last" {
   type    = number
   default = 0
@@ -78,6 +83,7 @@ build {
     username       = var.username
     password       = var.password
     keep_last      = var.keep_last
+    plain_http     = var.plain_http
     key_file       = var.key_file
     key_password   = var.key_password
   }
