@@ -74,7 +74,7 @@ func (s *stepFetchOCI) Run(ctx context.Context, state multistep.StateBag) multis
 		return halt(state, err)
 	}
 	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return halt(state, fmt.Errorf("Packer cache: %w", err))
+		return halt(state, fmt.Errorf("the Packer cache directory: %w", err))
 	}
 	ext := e.Format
 	if ext == "" {
