@@ -99,7 +99,8 @@ func startPacker(t testing.TB, dir string, args ...string) *packerProc {
 
 // startPackerEnv is startPacker with env (NAME=value…) added to Packer's
 // environment: how a test hands Packer a secret (PKR_VAR_…,
-// COSIGN_PASSWORD) that must not be on its command line, which Packer logs.
+// COSIGN_PASSWORD) that must not be on its command line, which any process
+// can read.
 func startPackerEnv(t testing.TB, dir string, env []string, args ...string) *packerProc {
 	t.Helper()
 	rotatePackerFiles(t, dir)
