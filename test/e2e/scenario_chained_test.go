@@ -146,7 +146,8 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 		}
 		checkSigned(t, variant, base.repo, rel, base.keys, base.other)
 		// The base's provenance is another build's: not the variant's.
-		args := append(append([]string{"verify-blob-attestation"}, cosignVerifyArgs(base.keys.pub, baseProvenance)...), "--type", "slsaprovenance1", variant)
+		args := append(append([]string{"verify-blob-attestation"}, cosignVerifyArgs(base.keys.pub, baseProvenance)...),
+			"--type", "slsaprovenance1", "--digest", fileSHA256(t, variant), "--digestAlg", "sha256")
 		if out, err := runCosign(t, filepath.Dir(variant), nil, args...); err == nil {
 			t.Errorf("cosign verified the base build's provenance for the variant:\n%s", out)
 		}
