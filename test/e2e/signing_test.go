@@ -50,10 +50,7 @@ func runCosign(t testing.TB, dir string, env []string, args ...string) (string, 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, cosignBinary(t), args...)
 	cmd.Dir = dir
-	// verify-blob-attestation reads the whole file into memory, and cosign
-	// refuses files over 128 MiB unless COSIGN_MAX_ATTACHMENT_SIZE says
-	// more: the images here are ~0.5 GB (a node image, over 1 GB).
-	cmd.Env = append(append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, ".sigstore"), "COSIGN_MAX_ATTACHMENT_SIZE=4GiB"), env...)
+	cmd.Env = append(append(os.Environ(), "HOME="+dir, "TUF_ROOT="+filepath.Join(dir, ".sigstore")), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
