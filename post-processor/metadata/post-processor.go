@@ -32,6 +32,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
 )
@@ -110,50 +111,18 @@ type Config struct {
 	// clear.
 	ProvenanceParameters map[string]string `mapstructure:"provenance_parameters"`
 
-	// How the image and its documents are signed: `"none"` (nothing is
-	// signed) or `"key"` (with `key_file`). Default `"key"` when `key_file`
-	// is set, else `"none"`. Packer's own `provenance` post-processor names
-	// this option alike; its `kms` and `keyless` modes need Sigstore or KMS
-	// services and are not offered here (sign keyless with cosign
-	// afterwards: see Signing and verifying).
-	SigningMode string `mapstructure:"signing_mode"`
-	// The private key that signs, as cosign takes it: a file — the
-	// encrypted `cosign.key` that `cosign generate-key-pair` writes, or an
-	// unencrypted PKCS#8 PEM ECDSA P-256 key — or `env://NAME` for the PEM
-	// text in the environment variable `NAME`. With a key the
-	// post-processor writes, beside the image and listed in the metadata,
-	// `index.json` and `SHA256SUMS`, three Sigstore bundles:
-	// `<image>.sigstore.json` (the image file; `cosign verify-blob`),
-	// `<image>.provenance.sigstore.json` (the provenance; `cosign
-	// verify-blob-attestation --type slsaprovenance1`) and
+	// Signing: with `key_file`, the post-processor writes, beside the image
+	// and listed in the metadata, `index.json` and `SHA256SUMS`, three
+	// Sigstore bundles: `<image>.sigstore.json` (the image file; `cosign
+	// verify-blob`), `<image>.provenance.sigstore.json` (the provenance;
+	// `cosign verify-blob-attestation --type slsaprovenance1`) and
 	// `<image>.sbom.sigstore.json` (the SBOM; `--type cyclonedx` or
-	// `spdxjson`). The metadata records the key's fingerprint. (Packer's
-	// `provenance` post-processor calls its key `key` or `signer`, which
-	// there may also be a KMS URI and must be unencrypted; this one is a
-	// file, possibly cosign's encrypted key, hence `key_file` and
-	// `key_password`.)
-	KeyFile string `mapstructure:"key_file"`
-	// The password of an encrypted `key_file`. Default: the `COSIGN_PASSWORD`
-	// environment variable, as cosign reads it. Pass it from a `sensitive`
-	// variable; it is written to no log, document or error.
-	KeyPassword string `mapstructure:"key_password"`
-	// Public key files (PEM, e.g. `cosign.pub`, or `env://NAME`) every
-	// bundle is verified against once signed; the build fails when the key
-	// that signed is none of them, so that an image is never published
-	// signed with a key its consumers' `verify_key` would refuse. Packer's
-	// `provenance` post-processor calls this `verifier` (one key); here it
-	// is a list, as `verify_key` is. Default: the signing key's own public
-	// key.
-	Verifier []string `mapstructure:"verifier"`
+	// `spdxjson`), and the metadata records the key's fingerprint. The
+	// options are the same as `cloudimg-oci`'s.
+	signconfig.Signing `mapstructure:",squash"`
 
 	ctx interpolate.Context
 }
-
-// Signing modes of the signing_mode option.
-const (
-	SigningNone = "none"
-	SigningKey  = "key"
-)
 
 // SBOM formats of the sbom option.
 const (

@@ -4,70 +4,29 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
-	packersdk "github.com/hashicorp/packer-plugin-sdk/packer"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
 
-// configureSigning checks the signing options and loads the key, so that a
-// wrong path or password fails before the build starts. The password is
-// registered with the SDK's log filter first.
+// configureSigning checks the signing options and loads the key
+// (signconfig), so that a wrong path or password fails before the build
+// starts; the bundles sign the image's SHA-256, so signing adds sha256 to
+// checksum_types.
 func (p *PostProcessor) configureSigning() error {
 	c := &p.config
-	if c.KeyPassword != "" {
-		packersdk.LogSecretFilter.Set(c.KeyPassword)
-	}
-	if v := os.Getenv(signing.PasswordEnv); v != "" {
-		packersdk.LogSecretFilter.Set(v)
-	}
-	switch c.SigningMode {
-	case "":
-		c.SigningMode = SigningNone
-		if c.KeyFile != "" {
-			c.SigningMode = SigningKey
-		}
-	case SigningNone, SigningKey:
-	case "kms", "keyless":
-		return fmt.Errorf("signing_mode: %q needs a KMS or Sigstore's online services (Fulcio, Rekor), which this post-processor does not use: sign with a key (signing_mode = \"key\", key_file), or sign keyless afterwards with cosign (see the documentation's Signing and verifying)", c.SigningMode)
-	default:
-		return fmt.Errorf("signing_mode: %q is not one of %s, %s", c.SigningMode, SigningNone, SigningKey)
-	}
-	if c.SigningMode == SigningNone {
-		if c.KeyFile != "" || c.KeyPassword != "" || len(c.Verifier) > 0 {
-			return errors.New("signing_mode = \"none\": remove key_file, key_password and verifier, or set signing_mode = \"key\"")
-		}
-		return nil
-	}
-	if c.KeyFile == "" {
-		return errors.New("key_file: required with signing_mode = \"key\" (the private key, e.g. cosign.key from cosign generate-key-pair, or env://NAME)")
+	s, verifiers, err := c.Signing.Load()
+	if err != nil || s == nil {
+		return err
 	}
 	if !slices.Contains(c.ChecksumTypes, "sha256") {
-		// The bundles sign the image's SHA-256.
 		c.ChecksumTypes = append(c.ChecksumTypes, "sha256")
 	}
-	s, err := signing.LoadSigner(c.KeyFile, signing.PasswordFrom(c.KeyPassword))
-	if err != nil {
-		return fmt.Errorf("key_file: %w", err)
-	}
-	p.signer = s
-	p.verifiers = nil
-	for i, ref := range c.Verifier {
-		k, err := signing.LoadPublicKey(ref)
-		if err != nil {
-			return fmt.Errorf("verifier[%d]: %w", i, err)
-		}
-		p.verifiers = append(p.verifiers, k)
-	}
-	if len(p.verifiers) == 0 {
-		p.verifiers = []*signing.PublicKey{s.PublicKey()}
-	}
+	p.signer, p.verifiers = s, verifiers
 	return nil
 }
 
