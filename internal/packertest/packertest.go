@@ -77,3 +77,26 @@ func (p *Packer) Run(args ...string) (string, error) {
 	err := cmd.Run()
 	return out.String(), err
 }
+
+// Cosign returns the real cosign for the tests that check signatures with
+// it: CLOUDIMG_COSIGN, else tools/bin/cosign of the checkout at root
+// (relative to the test's package directory, e.g. "../.."), which `make
+// tools` builds. It skips the test when neither exists, unless
+// CLOUDIMG_REQUIRE_COSIGN=1 (as `make unit` sets), which fails it instead.
+func Cosign(t *testing.T, root string) string {
+	t.Helper()
+	if p := os.Getenv("CLOUDIMG_COSIGN"); p != "" {
+		return p
+	}
+	p, err := filepath.Abs(filepath.Join(root, "tools", "bin", "cosign"))
+	if err == nil {
+		if _, err = os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CLOUDIMG_REQUIRE_COSIGN") == "1" {
+		t.Fatalf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
+	}
+	t.Skipf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
+	return ""
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/packertest"
 )
 
 // The real cosign (built by `make tools` into tools/bin, or named by
@@ -18,23 +20,8 @@ import (
 // package signs. `make unit` sets CLOUDIMG_REQUIRE_COSIGN=1, so that there
 // a missing cosign fails instead of skipping.
 
-func cosignBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("CLOUDIMG_COSIGN"); p != "" {
-		return p
-	}
-	p, err := filepath.Abs(filepath.Join("..", "..", "tools", "bin", "cosign"))
-	if err == nil {
-		if _, err = os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CLOUDIMG_REQUIRE_COSIGN") == "1" {
-		t.Fatalf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
-	}
-	t.Skipf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
-	return ""
-}
+// cosignBinary is the real cosign (packertest.Cosign).
+func cosignBinary(t *testing.T) string { return packertest.Cosign(t, "../..") }
 
 // cosign runs the binary in dir with COSIGN_PASSWORD=password and no
 // network need; it returns the combined output and the error.

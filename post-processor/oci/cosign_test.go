@@ -17,28 +17,12 @@ import (
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/packertest"
 )
 
-// cosignBinary is tools/bin/cosign (make tools) or CLOUDIMG_COSIGN; `make
-// unit` sets CLOUDIMG_REQUIRE_COSIGN=1, so that there a missing cosign
-// fails instead of skipping.
-func cosignBinary(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("CLOUDIMG_COSIGN"); p != "" {
-		return p
-	}
-	p, err := filepath.Abs(filepath.Join("..", "..", "tools", "bin", "cosign"))
-	if err == nil {
-		if _, err = os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CLOUDIMG_REQUIRE_COSIGN") == "1" {
-		t.Fatalf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
-	}
-	t.Skipf("cosign not found (%v): run `make tools` or set CLOUDIMG_COSIGN", err)
-	return ""
-}
+// cosignBinary is the real cosign (packertest.Cosign).
+func cosignBinary(t *testing.T) string { return packertest.Cosign(t, "../..") }
 
 // The real cosign, with a key pair it made, verifies the signature and the
 // provenance and SBOM attestations cloudimg-oci attaches to a pushed image
