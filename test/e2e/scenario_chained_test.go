@@ -152,7 +152,7 @@ func testChained(t *testing.T, tm *timings, base *basicBuild, cell string) {
 			t.Errorf("cosign verified the base build's provenance for the variant:\n%s", out)
 		}
 		// The password: in no log (PACKER_LOG=1), output, document or bundle.
-		checkNoSecret(t, base.keys.password, base.dir, dir, filepath.Dir(base.keys.key))
+		checkSecretAbsent(t, base.keys.password, base.dir, dir, filepath.Dir(base.keys.key))
 		tm.since("chained signature checks", start)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -183,34 +182,6 @@ func checkSigned(t *testing.T, image, repo, rel string, keys, other *cosignKeys)
 	verify("the image by digest", true, blob(keys.pub, name+".sigstore.json", "sha256:"+sha)...)
 	verify("the provenance with another key", false, attDigest(other.pub, name+".provenance.sigstore.json", "slsaprovenance1", sha)...)
 	verify("the provenance as an SBOM", false, attDigest(keys.pub, name+".provenance.sigstore.json", "cyclonedx", sha)...)
-}
-
-// checkNoSecret fails when a file under one of roots holds secret (the
-// logs with PACKER_LOG=1, packer.out, the metadata, provenance, bundles…).
-func checkNoSecret(t *testing.T, secret string, roots ...string) {
-	t.Helper()
-	n := 0
-	for _, root := range roots {
-		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !d.Type().IsRegular() {
-				return err
-			}
-			if info, err := d.Info(); err != nil || info.Size() > 64<<20 {
-				return err // images: they hold no text of ours
-			}
-			n++
-			if bytes.Contains(mustReadFile(t, p), []byte(secret)) {
-				t.Errorf("%s holds the signing key's password", p)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("walking %s: %v", root, err)
-		}
-	}
-	if n == 0 {
-		t.Errorf("no file under %v to search for the password", roots)
-	}
 }
 
 // testChainedRefused runs the chained template against a base the given
