@@ -169,17 +169,17 @@ func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 			if i > 0 {
 				pin = v1.sha256
 			}
-			first := run.applyAndJudge(repo, pin, v1, nil)
+			first := run.applyAndJudge("v1", repo, pin, v1, nil)
 			tm.since(r[0]+": apply v1 and judge", start)
 
 			publish(t)
 			img2 := v2
 			start = time.Now()
-			second := run.applyAndJudge(repo, "", img2, first)
+			second := run.applyAndJudge("roll-to-v2", repo, "", img2, first)
 			tm.since(r[0]+": roll to v2 and judge", start)
 
 			start = time.Now()
-			run.applyAndJudge(repo, v1.sha256, v1, second)
+			run.applyAndJudge("rollback-to-v1", repo, v1.sha256, v1, second)
 			tm.since(r[0]+": roll back to v1 and judge", start)
 
 			// A pin the repository does not hold: the plan stops, naming it.
@@ -482,10 +482,10 @@ type tfNodeBoot struct {
 	hostKey   ssh.PublicKey
 }
 
-// applyAndJudge applies with image_sha256 = pin, checks that the module
+// applyAndJudge (subtest step) applies with image_sha256 = pin, checks that the module
 // deployed want (and that nothing of prev is left), and judges both nodes
 // as first boots of want, side by side. It returns what it saw.
-func (r *tfRun) applyAndJudge(repo, pin string, want *tfImage, prev []tfNodeBoot) []tfNodeBoot {
+func (r *tfRun) applyAndJudge(step, repo, pin string, want *tfImage, prev []tfNodeBoot) []tfNodeBoot {
 	t := r.t
 	t.Helper()
 	r.vars(repo, pin)
@@ -525,7 +525,7 @@ func (r *tfRun) applyAndJudge(repo, pin string, want *tfImage, prev []tfNodeBoot
 	}
 
 	boots := make([]tfNodeBoot, len(names))
-	t.Run("judge-"+want.label, func(t *testing.T) {
+	t.Run(step, func(t *testing.T) {
 		for i, n := range out.Nodes.Value {
 			t.Run(n.Hostname, func(t *testing.T) {
 				t.Parallel()
