@@ -67,15 +67,13 @@ type tfRun struct {
 // testTerraform is TestScenarioBasic's terraform subtest: the basic image is
 // v1 of the image name "basic" in a copy of the basic repository (the
 // chained subtest that follows removes it from the original with
-// keep_last); v2 is a variant built from it by the chained template with
-// keep_last = 0, into a staging copy that replaces the repository after the
-// first apply (as a publish would). With each runner: apply (two nodes of
-// the newest) → each node judged as a first boot → the newest changes →
-// apply replaces the nodes, judged again → image_sha256 pinned to v1 → apply
-// rolls back, judged → a pin the repository lacks stops the plan → destroy
-// leaves no domain, volume or pool. Never more than two VMs run at a time,
-// but for the seconds of a roll between a new domain's start and the old
-// one's destroy.
+// keep_last); v2 is a variant built from it into the copy by the chained
+// template with keep_last = 0. With each runner: apply (two nodes of the
+// newest) → each node judged as a first boot → the newest changes → apply
+// replaces the nodes, judged again → image_sha256 pinned to v1 → apply rolls
+// back, judged → a pin the repository lacks stops the plan → destroy leaves
+// no domain, volume or pool. The v2 build runs while the two v1 nodes are up
+// (idle by then): three VMs for its 1–4 minutes.
 func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 	tofu := filepath.Join(suite.root, "tools", "bin", "tofu")
 	provider := filepath.Join(suite.root, "tools", "bin", "terraform-provider-libvirt_v0.8.3")
@@ -124,44 +122,29 @@ func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 	} else {
 		t.Logf("no terraform on the PATH: the loop runs with OpenTofu only")
 	}
-	// v2, built now (the build VM alone: never more than two VMs at a
-	// time) into a staging copy of the repository, published into repo
-	// after the first apply: the newest changes under the module's feet.
-	staging := filepath.Join(dir, "staging")
-	if out, err := exec.Command("cp", "-al", repo, staging).CombinedOutput(); err != nil {
-		t.Fatalf("cp -al %s %s: %v\n%s", repo, staging, err, out)
-	}
-	cdir := copyScenario(t, "chained", testDir(t))
-	imageID := "tf-v2-" + randHex(4)
-	start := time.Now()
-	buildPacker(t, cdir, buildArgs(map[string]string{
-		"repository": staging, "cell": cell, "image_id": imageID, "base_token": base.token,
-		"variant_token": "e2e-" + randHex(16), "keep_last": "0",
-	}, "variant.pkr.hcl")...).mustSucceed(t)
-	tm.since("terraform: v2 build", start)
-	v2 := tfReadImage(t, staging, imageID+"/basic.qcow2", "v2")
-	if v2.sha256 == v1.sha256 {
-		t.Fatalf("v2 has v1's sha256 %s", v1.sha256)
-	}
-	published := false
-	publish := func(t *testing.T) {
-		if published {
-			return
+	var v2 *tfImage
+	buildV2 := func(t *testing.T) *tfImage {
+		if v2 != nil {
+			return v2
 		}
-		if err := os.Rename(repo, repo+".v1"); err != nil {
-			t.Fatal(err)
+		cdir := copyScenario(t, "chained", testDir(t))
+		imageID := "tf-v2-" + randHex(4)
+		vars := map[string]string{
+			"repository": repo, "cell": cell, "image_id": imageID, "base_token": base.token,
+			"variant_token": "e2e-" + randHex(16), "keep_last": "0",
 		}
-		if err := os.Rename(staging, repo); err != nil {
-			t.Fatal(err)
+		start := time.Now()
+		buildPacker(t, cdir, buildArgs(vars, "variant.pkr.hcl")...).mustSucceed(t)
+		tm.since("terraform: v2 build", start)
+		v2 = tfReadImage(t, repo, imageID+"/basic.qcow2", "v2")
+		if v2.sha256 == v1.sha256 {
+			t.Fatalf("v2 has v1's sha256 %s", v1.sha256)
 		}
-		published = true
-		checkRepository(t, repo, v1.rel, v2.rel)
+		return v2
 	}
-
 	for i, r := range runners {
 		t.Run(r[0], func(t *testing.T) {
 			run := newTFRun(t, r[1], plugins)
-			run.prepare(v1, v2)
 			start := time.Now()
 			// With only v1 in the repository (the first runner) the newest is
 			// v1; a later runner finds v2 there and pins v1 for the start.
@@ -169,11 +152,12 @@ func testTerraform(t *testing.T, tm *timings, base *basicBuild, cell string) {
 			if i > 0 {
 				pin = v1.sha256
 			}
+			run.prepare(v1, v2) // v2 is nil until built
 			first := run.applyAndJudge("v1", repo, pin, v1, nil)
 			tm.since(r[0]+": apply v1 and judge", start)
 
-			publish(t)
-			img2 := v2
+			img2 := buildV2(t)
+			run.prepare(img2)
 			start = time.Now()
 			second := run.applyAndJudge("roll-to-v2", repo, "", img2, first)
 			tm.since(r[0]+": roll to v2 and judge", start)
