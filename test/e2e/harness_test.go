@@ -21,8 +21,10 @@
 //	CLOUDIMG_E2E_CELL     run every scenario on this cell (debian-12 or
 //	                      debian-13) instead of the one it names (scenarios
 //	                      of another architecture keep their own cell)
-//	CLOUDIMG_E2E_TERRAFORM=1  run TestScenarioBasic/terraform's loop with the
-//	                      terraform on the PATH too, after OpenTofu's
+//	CLOUDIMG_E2E_TERRAFORM=tofu|both  run TestScenarioBasic/terraform's loop
+//	                      (not in make test: it hung once, issue #24) with
+//	                      OpenTofu, or with OpenTofu and the terraform on the
+//	                      PATH (make e2e-terraform sets tofu)
 //	CLOUDIMG_E2E_ARM64=0  leave TestScenarioARM64 out (its cold test image
 //	                      takes 18-25 min to build on an x86 host)
 //	CLOUDIMG_E2E_PACKER   the Packer binary to drive (default tools/bin/packer,
