@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +11,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2/errdef"
+
+	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 )
 
 // Entry is one image in a repository, as its manifest's annotations
@@ -171,7 +172,7 @@ func (c *Client) Newest(ctx context.Context, name string, labels map[string]stri
 		if e.Name == name && (arch == "" || e.Arch == arch) && includes(e.Labels, labels) {
 			return e, nil
 		}
-		names = append(names, fmt.Sprintf("%s (%s) %s", e.Name, e.Arch, FormatLabels(e.Labels)))
+		names = append(names, fmt.Sprintf("%s (%s) %s", e.Name, e.Arch, imagemeta.FormatLabels(e.Labels)))
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
@@ -183,7 +184,7 @@ func (c *Client) Newest(ctx context.Context, name string, labels map[string]stri
 	if arch != "" {
 		want += " (" + arch + ")"
 	}
-	return nil, fmt.Errorf("registry %s, repository %s: %w %s %s: %s", c.ref.Registry, c.ref.Repository, ErrNoImage, want, FormatLabels(labels), have)
+	return nil, fmt.Errorf("registry %s, repository %s: %w %s %s: %s", c.ref.Registry, c.ref.Repository, ErrNoImage, want, imagemeta.FormatLabels(labels), have)
 }
 
 // includes reports whether have holds every label of want with its value.
@@ -194,15 +195,6 @@ func includes(have, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// FormatLabels renders labels as `{a=1, b=2}` in key order.
-func FormatLabels(l map[string]string) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(l)) {
-		parts = append(parts, k+"="+l[k])
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
 }
 
 // Describe returns the image that ref (a tag or a digest) names: the

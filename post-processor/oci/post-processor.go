@@ -192,7 +192,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 			}
 			for _, r := range removed {
 				ui.Say(fmt.Sprintf("keep_last = %d: deleted the older %s of %q %s (created %s) and its %d referrers",
-					c.KeepLast, r.Entry.Ref, r.Entry.Name, ociregistry.FormatLabels(r.Entry.Labels), r.Entry.Created.Format(time.RFC3339), r.Referrers))
+					c.KeepLast, r.Entry.Ref, r.Entry.Name, imagemeta.FormatLabels(r.Entry.Labels), r.Entry.Created.Format(time.RFC3339), r.Referrers))
 			}
 			if err != nil {
 				return nil, false, false, fmt.Errorf("cloudimg-oci: %w", err)
