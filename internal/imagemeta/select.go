@@ -31,8 +31,8 @@ func newer(a, b IndexEntry) bool {
 	return a.Path > b.Path
 }
 
-// hasLabels reports whether labels holds every key of want with its value.
-func hasLabels(labels, want map[string]string) bool {
+// HasLabels reports whether labels holds every key of want with its value.
+func HasLabels(labels, want map[string]string) bool {
 	for k, v := range want {
 		if got, ok := labels[k]; !ok || got != v {
 			return false
@@ -44,7 +44,7 @@ func hasLabels(labels, want map[string]string) bool {
 // sameLabels reports whether a and b hold the same labels (nil and empty
 // are the same).
 func sameLabels(a, b map[string]string) bool {
-	return len(a) == len(b) && hasLabels(a, b)
+	return len(a) == len(b) && HasLabels(a, b)
 }
 
 // NoMatchError is returned by Index.Newest when no image has the name and
@@ -107,7 +107,7 @@ func (idx *Index) Newest(name string, labels map[string]string) (IndexEntry, err
 	var best IndexEntry
 	found := false
 	for _, e := range idx.Images {
-		if e.Name != name || !hasLabels(e.Labels, labels) {
+		if e.Name != name || !HasLabels(e.Labels, labels) {
 			continue
 		}
 		if !found || newer(e, best) {

@@ -169,7 +169,7 @@ func (c *Client) Newest(ctx context.Context, name string, labels map[string]stri
 	var names []string
 	for i := range all {
 		e := &all[i]
-		if e.Name == name && (arch == "" || e.Arch == arch) && includes(e.Labels, labels) {
+		if e.Name == name && (arch == "" || e.Arch == arch) && imagemeta.HasLabels(e.Labels, labels) {
 			return e, nil
 		}
 		names = append(names, fmt.Sprintf("%s (%s) %s", e.Name, e.Arch, imagemeta.FormatLabels(e.Labels)))
@@ -185,16 +185,6 @@ func (c *Client) Newest(ctx context.Context, name string, labels map[string]stri
 		want += " (" + arch + ")"
 	}
 	return nil, fmt.Errorf("registry %s, repository %s: %w %s %s: %s", c.ref.Registry, c.ref.Repository, ErrNoImage, want, imagemeta.FormatLabels(labels), have)
-}
-
-// includes reports whether have holds every label of want with its value.
-func includes(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Describe returns the image that ref (a tag or a digest) names: the
