@@ -37,7 +37,7 @@ func (r *packerRun) Succeeded() bool { return r.Err == nil && r.ExitCode == 0 }
 func (r *packerRun) mustSucceed(t testing.TB) {
 	t.Helper()
 	if !r.Succeeded() {
-		t.Fatalf("packer %s: exit %d, err %v after %s (output in %s)", strings.Join(r.Args, " "), r.ExitCode, r.Err, r.Duration.Round(time.Second), filepath.Join(r.Dir, "packer.out"))
+		t.Fatalf("packer %s: exit %d, err %v after %s (output in %s); its last lines:\n%s", strings.Join(r.Args, " "), r.ExitCode, r.Err, r.Duration.Round(time.Second), filepath.Join(r.Dir, "packer.out"), tailLines(r.Output, 12))
 	}
 }
 
@@ -376,11 +376,13 @@ func registerPackerDump(t testing.TB, dir string) {
 				fmt.Fprintf(&b, "\n----- last %d lines of %s -----\n%s\n", n, path, s)
 			}
 		}
-		section(filepath.Join(dir, "packer.out"), 60)
-		section(filepath.Join(dir, "packer.log"), 40)
+		// Packer's output last: a report that shows only the end of a
+		// failed test's log then still shows Packer's error.
 		for _, p := range serialLogs(dir) {
 			section(p, 60)
 		}
+		section(filepath.Join(dir, "packer.log"), 40)
+		section(filepath.Join(dir, "packer.out"), 60)
 		if b.Len() > 0 {
 			t.Logf("test failed; Packer's files in %s:%s", dir, b.String())
 		}
