@@ -8,8 +8,6 @@ package metadata
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -31,7 +29,6 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/httpclient"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/provenance"
-	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/sbom"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signconfig"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/version"
@@ -256,7 +253,7 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 		}
 		doc.Source = src
 	}
-	doc.Image.Arch = artifactstate.String(source, artifactstate.Arch) // record keeps it
+	doc.Image.Arch = artifactstate.String(source, artifactstate.Arch) // describe keeps it
 	var facts *artifactstate.Facts
 	if s := artifactstate.String(source, artifactstate.GuestFacts); s != "" {
 		f, err := artifactstate.ParseFacts(s)
@@ -293,157 +290,19 @@ func (p *PostProcessor) PostProcess(ctx context.Context, ui packersdk.Ui, source
 	// builder's) keeps that many per build, so that none of this build's
 	// images removes another.
 	keep := c.KeepLast * len(images)
+	build := buildRecord{doc: doc, firmware: firmware, facts: facts, builderID: source.BuilderId(), repo: repo, keep: keep}
 	for _, f := range images {
-		written, err := p.record(ctx, ui, f, firmware, doc, facts, source.BuilderId(), repo, keep)
+		rec, err := p.newImageRecord(ui, &build, f)
 		if err != nil {
 			return nil, false, false, err
 		}
-		files = append(files, written...)
+		if err := rec.run(ctx); err != nil {
+			return nil, false, false, err
+		}
+		files = append(files, rec.written...)
 	}
 	// The image stays: the returned artifact holds it too.
 	return &Artifact{files: files, source: source}, true, true, nil
-}
-
-// record writes one image's documents (SBOM, provenance, then the metadata
-// file that lists them), adds the image with them to the repository and
-// applies keep (keep_last, counted in images; 0 keeps all). It returns the
-// files written.
-func (p *PostProcessor) record(ctx context.Context, ui packersdk.Ui, image, firmware string, doc imagemeta.Metadata, facts *artifactstate.Facts, builderID string, repo *imagemeta.Repo, keep int) ([]string, error) {
-	c := &p.config
-	if st, err := os.Stat(image); err != nil {
-		return nil, fmt.Errorf("cloudimg-metadata: image file: %w", err)
-	} else if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("cloudimg-metadata: %s is not a regular file", image)
-	}
-	c.ctx.Data = map[string]string{"ImagePath": image, "ImageName": filepath.Base(image), "BuildName": c.PackerBuildName}
-	out, err := interpolate.Render(c.Output, &c.ctx)
-	if err != nil {
-		return nil, fmt.Errorf("cloudimg-metadata: output: %w", err)
-	}
-
-	ui.Say(fmt.Sprintf("Hashing %s (%s)...", image, strings.Join(c.ChecksumTypes, ", ")))
-	img, err := imagemeta.DescribeImage(ctx, image, out, c.ChecksumTypes)
-	if err != nil {
-		return nil, fmt.Errorf("cloudimg-metadata: %s: %w", image, err)
-	}
-	img.Name = c.ImageName
-	img.Firmware = firmware
-	img.Arch = doc.Image.Arch
-	doc.Image = img
-
-	// The documents about the image, each beside it.
-	var sidecars []imagemeta.Sidecar // paths as written
-	var written []string
-	write := func(kind, path string, data []byte) error {
-		if err := imagemeta.WriteFile(path, data); err != nil {
-			return fmt.Errorf("cloudimg-metadata: writing %s: %w", path, err)
-		}
-		sum := sha256.Sum256(data)
-		sidecars = append(sidecars, imagemeta.Sidecar{Kind: kind, Path: path, SHA256: hex.EncodeToString(sum[:])})
-		written = append(written, path)
-		ui.Say("Wrote " + path)
-		return nil
-	}
-	// Made first, signed second, written third: a signed document is
-	// written as the exact bytes that were signed.
-	var docs []document
-	subject := filepath.Base(image)
-	if facts != nil && c.SBOM != SBOMNone {
-		in := sbom.Input{
-			Image:   sbom.Image{Name: subject, SHA256: img.Checksums["sha256"]},
-			Facts:   facts,
-			Tool:    sbom.Tool{Name: "packer-plugin-cloudimg", Version: version.PluginVersion.FormattedVersion()},
-			Created: doc.Build.FinishedAt,
-		}
-		kind, path, gen := imagemeta.SidecarCycloneDX, image+".cdx.json", sbom.CycloneDX
-		if c.SBOM == SBOMSPDX {
-			kind, path, gen = imagemeta.SidecarSPDX, image+".spdx.json", sbom.SPDX
-		}
-		b, err := gen(in)
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-		}
-		docs = append(docs, document{kind, path, b})
-	}
-	if !c.Provenance.False() { // default true
-		b, err := provenance.Statement(p.provenanceInput(subject, img.Checksums["sha256"], builderID, &doc))
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-		}
-		docs = append(docs, document{imagemeta.SidecarProvenance, image + ".intoto.json", b})
-	}
-	if p.signer != nil {
-		bundles, err := p.sign(ctx, image, img.Checksums["sha256"], docs)
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: signing %s: %w", image, err)
-		}
-		ui.Say(fmt.Sprintf("Signed %s and its documents with the key sha256:%s", filepath.Base(image), p.signer.Fingerprint()))
-		docs = append(docs, bundles...)
-		doc.Signing = &imagemeta.Signing{KeyFingerprint: p.signer.Fingerprint()}
-	}
-	for _, d := range docs {
-		if err := write(d.kind, d.path, d.data); err != nil {
-			return nil, err
-		}
-	}
-	for _, sc := range sidecars {
-		rel, err := imagemeta.RelativePath(filepath.Dir(out), sc.Path)
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-		}
-		doc.Sidecars = append(doc.Sidecars, imagemeta.Sidecar{Kind: sc.Kind, Path: rel, SHA256: sc.SHA256})
-	}
-	b, err := imagemeta.MarshalMetadata(&doc)
-	if err != nil {
-		return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-	}
-	if err := imagemeta.WriteFile(out, b); err != nil {
-		return nil, fmt.Errorf("cloudimg-metadata: writing %s: %w", out, err)
-	}
-	ui.Say("Wrote " + out)
-	sum := sha256.Sum256(b)
-	sidecars = append(sidecars, imagemeta.Sidecar{Kind: imagemeta.SidecarMetadata, Path: out, SHA256: hex.EncodeToString(sum[:])})
-	written = append([]string{out}, written...)
-
-	if repo != nil {
-		entry := imagemeta.IndexEntry{
-			Name:      c.ImageName,
-			Labels:    c.Labels,
-			Checksums: img.Checksums,
-			Size:      img.SizeBytes,
-			Firmware:  firmware,
-			Created:   doc.Build.FinishedAt,
-			// The node's /etc/cloudimg/image.json names these two.
-			BuildID:    doc.Build.PackerRunUUID,
-			SourceName: doc.Build.SourceName,
-		}
-		// Add takes a relative path as relative to the repository; the
-		// artifact's is relative to where Packer runs.
-		abs, err := filepath.Abs(image)
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-		}
-		for _, sc := range sidecars {
-			if sc.Path, err = filepath.Abs(sc.Path); err != nil {
-				return nil, fmt.Errorf("cloudimg-metadata: %w", err)
-			}
-			if !inside(c.Repository, sc.Path) {
-				ui.Say(fmt.Sprintf("Warning: %s is outside the repository %s: not listed in its index", sc.Path, c.Repository))
-				continue
-			}
-			entry.Sidecars = append(entry.Sidecars, sc)
-		}
-		removed, err := repo.AddKeepLast(entry, img.Checksums["sha256"], abs, keep)
-		if err != nil {
-			return nil, fmt.Errorf("cloudimg-metadata: repository %s: %w", c.Repository, err)
-		}
-		ui.Say(fmt.Sprintf("Added %s to the repository %s (index.json, SHA256SUMS)", filepath.Base(image), c.Repository))
-		for _, rm := range removed {
-			ui.Say(fmt.Sprintf("keep_last = %d: removed the older image %s of %q %s from the repository (deleted %s)",
-				c.KeepLast, rm.Entry.Path, rm.Entry.Name, imagemeta.FormatLabels(rm.Entry.Labels), strings.Join(append(rm.Files, rm.Dirs...), ", ")))
-		}
-	}
-	return written, nil
 }
 
 // provenanceInput is what the provenance of one image says. Its external

@@ -67,7 +67,7 @@ func TestPostProcessCloudimgArtifact(t *testing.T) {
 	if err := p.Configure(map[string]interface{}{
 		"repository": repo, "labels": map[string]string{"stage": "production"},
 		"provenance_parameters": map[string]string{"release": "bookworm"},
-		"packer_build_name": "production", "packer_builder_type": "cloudimg-kvm",
+		"packer_build_name":     "production", "packer_builder_type": "cloudimg-kvm",
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -442,5 +442,50 @@ func TestPostProcessKeepLastSeveralImages(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(repo, "b1")); !os.IsNotExist(err) {
 		t.Errorf("b1/ is still there: %v", err)
+	}
+}
+
+// Each image of an artifact gets its own metadata file (output rendered
+// for it), listing only its own documents, and the post-processor's
+// template context is left as Configure made it.
+func TestPostProcessEachImageOwnRecord(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for _, n := range []string{"a.raw", "b.raw"} {
+		f := filepath.Join(dir, n)
+		if err := os.WriteFile(f, []byte(n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	a := &fakeArtifact{id: "x", builder: "transcend.qemu", files: files, state: map[string]interface{}{}}
+	var p PostProcessor
+	if err := p.Configure(map[string]interface{}{"packer_build_name": "disks", "output": "{{ .ImagePath }}.meta.json"}); err != nil {
+		t.Fatal(err)
+	}
+	before := fmt.Sprint(p.config.ctx.Data)
+	out, _, _, err := p.PostProcess(context.Background(), packersdk.TestUi(t), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := fmt.Sprint(p.config.ctx.Data); after != before {
+		t.Errorf("the template context's data changed from %s to %s", before, after)
+	}
+	for _, f := range files {
+		m, err := imagemeta.ReadMetadata(f + ".meta.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Image.Path != filepath.Base(f) {
+			t.Errorf("%s.meta.json describes %q", f, m.Image.Path)
+		}
+		for _, sc := range m.Sidecars {
+			if !strings.HasPrefix(sc.Path, filepath.Base(f)) {
+				t.Errorf("%s.meta.json lists %s, a document of another image", f, sc.Path)
+			}
+		}
+	}
+	if got := out.Files(); len(got) != 2+2*(1+1) { // the images; per image its metadata and provenance
+		t.Errorf("artifact files %q, want the 2 images and 2 documents each", got)
 	}
 }

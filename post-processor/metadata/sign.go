@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 
-
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/signing"
 )
