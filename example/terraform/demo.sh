@@ -39,6 +39,9 @@ cp "$root"/example/terraform/*.tf "$work/module/"
 cp "$provider" "$work/plugins/registry.terraform.io/dmacvicar/libvirt/0.8.3/linux_amd64/"
 : >"$work/cli.tfrc"
 export TF_CLI_CONFIG_FILE=$work/cli.tfrc
+# One operation at a time: provider 0.8.3 can hang for good when it reads
+# two cloud-init disks at once (README.md, "Traps").
+export TF_CLI_ARGS_plan=-parallelism=1 TF_CLI_ARGS_apply=-parallelism=1 TF_CLI_ARGS_destroy=-parallelism=1
 
 virsh() { command virsh -c qemu:///system "$@"; }
 daemons=() lv="" applied=""
@@ -125,7 +128,11 @@ deploy() {
 	port=${ports[$sha]}
 	say "tofu apply -var image_sha256=${1:-\"\" (the newest)}"
 	applied=1
-	"$tofu" apply -auto-approve -no-color -var "image_sha256=$1" | grep -E '^(libvirt_|Apply complete)' || true
+	if ! "$tofu" apply -auto-approve -no-color -var "image_sha256=$1" >"$work/apply.log" 2>&1; then
+		tail -n 30 "$work/apply.log" >&2
+		exit 1
+	fi
+	grep -E '^(libvirt_|Apply complete)' "$work/apply.log" || true
 	"$tofu" output -no-color image
 	t0=$SECONDS
 	until node_ssh "$port" true 2>/dev/null; do
