@@ -17,7 +17,10 @@ import (
 
 // stepWaitCloudInit waits for cloud-init to finish on the guest with
 // `cloud-init status --wait`. cloud-init may restart sshd while we wait,
-// which cuts the session: the command is then run again on a new one.
+// which cuts the session: the command is then run again on a new one. So
+// does an exit status above 128: the waiting command was killed by a
+// signal (the shell's 128+N), which is no verdict of cloud-init's (its
+// status exits 0, 1 or 2).
 //
 // Uses: config, ui, communicator (the SDK's StepConnect).
 // Produces: nothing.
@@ -54,8 +57,12 @@ func (s *stepWaitCloudInit) Run(ctx context.Context, state multistep.StateBag) m
 			return halt(state, parent.Err())
 		case ctx.Err() != nil:
 			return halt(state, fmt.Errorf("cloud-init did not finish within %s (cloud_init_timeout)%s", cfg.CloudInitTimeout, diagnose(comm)))
-		case err != nil || code == packersdk.CmdDisconnect:
-			// The session was cut (cloud-init restarting sshd): again.
+		case err != nil || code == packersdk.CmdDisconnect || killedBySignal(code):
+			// The session was cut (cloud-init restarting sshd), or the
+			// waiting command killed with it: again.
+			if err == nil && code != packersdk.CmdDisconnect {
+				ui.Say(fmt.Sprintf("cloud-init status --wait ended with exit %d (killed by signal %d), not a status: asking again", code, code-128))
+			}
 			select {
 			case <-ctx.Done():
 			case <-time.After(retry):
@@ -87,6 +94,12 @@ func (s *stepWaitCloudInit) Run(ctx context.Context, state multistep.StateBag) m
 }
 
 func (s *stepWaitCloudInit) Cleanup(multistep.StateBag) {}
+
+// killedBySignal reports whether a remote exit status is a signal's death
+// (128+N as a shell reports it, and as the SDK's SSH communicator turns an
+// exit-signal message into; RFC 4254 section 6.10), with N at most 64, the
+// highest Linux signal.
+func killedBySignal(code int) bool { return code > 128 && code <= 128+64 }
 
 // statusCause asks the guest's cloud-init why it did not finish cleanly
 // (`cloud-init status --format json`, cloud-init 22.4+) and returns its

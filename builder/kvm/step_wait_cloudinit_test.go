@@ -53,6 +53,10 @@ func TestWaitCloudInit(t *testing.T) {
 	}{
 		{name: "done", results: []int{0}, degraded: "warn", ok: true},
 		{name: "sshd restarted, then done", results: []int{packersdk.CmdDisconnect, packersdk.CmdDisconnect, 0}, degraded: "warn", ok: true},
+		{name: "killed by SIGTERM, then done", results: []int{143, 0}, degraded: "warn", ok: true,
+			said: "cloud-init status --wait ended with exit 143 (killed by signal 15), not a status: asking again\n"},
+		{name: "command not found", results: []int{127}, degraded: "warn",
+			errHas: "cloud-init failed (exit 127)"},
 		{name: "degraded warns", results: []int{2}, statusJSON: status251Degraded, degraded: "warn", ok: true,
 			said: "Warning: cloud-init finished degraded: DEPRECATED: Deprecated cloud-config provided: apt_update:  Deprecated in version 22.2. Use **package_update** instead.\n"},
 		{name: "degraded warns, no JSON", results: []int{2}, degraded: "warn", ok: true,
@@ -92,7 +96,7 @@ func TestWaitCloudInit(t *testing.T) {
 		if !strings.Contains(said.String(), tc.said) {
 			t.Errorf("%s: UI output lacks %q:\n%s", tc.name, tc.said, said.String())
 		}
-		if tc.said != "" && !strings.Contains(said.String(), "cloud-init status --long") {
+		if strings.HasPrefix(tc.said, "Warning:") && !strings.Contains(said.String(), "cloud-init status --long") {
 			t.Errorf("%s: the warning lost the diagnostics:\n%s", tc.name, said.String())
 		}
 	}
