@@ -1071,16 +1071,16 @@ verify_machine_id() { # empty|uninitialized
 	fi
 }
 
-verify_cloud_dir() { # 1: seed may stay
+verify_cloud_dir() { # keep-seed (the seed may stay) | all
 	left=
 	for p in "$ROOT"/var/lib/cloud/* "$ROOT"/var/lib/cloud/.[!.]*; do
 		if [ ! -e "$p" ] && [ ! -L "$p" ]; then continue; fi
-		if [ "$1" = 1 ] && [ "$p" = "$ROOT/var/lib/cloud/seed" ]; then continue; fi
+		if [ "$1" = keep-seed ] && [ "$p" = "$ROOT/var/lib/cloud/seed" ]; then continue; fi
 		left="$left ${p##*/}"
 	done
 	if [ -n "$left" ]; then
 		check var-lib-cloud fail "/var/lib/cloud still holds:$left"
-	elif [ "$1" = 1 ] && [ -d "$ROOT/var/lib/cloud/seed" ]; then
+	elif [ "$1" = keep-seed ] && [ -d "$ROOT/var/lib/cloud/seed" ]; then
 		check var-lib-cloud ok "only seed/ is left"
 	else
 		check var-lib-cloud ok "empty"
