@@ -60,11 +60,11 @@ func CollectPlan(nonce string) (string, error) {
 	w.comment("cloudimg-cloudinit-reset: read the account files and the guest facts (read-only)")
 	w.words("collect", nonce)
 	for _, p := range []string{"/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/subuid", "/etc/subgid", "/etc/login.defs", setHostnamePath} {
-		w.rec("read-file", p)
+		w.words("read-file", p)
 	}
 	w.words("read-saved", append([]string{cidata.SavedEtcDir}, cidata.SavedEtcFiles...)...)
 	w.words("read-first", "/etc/os-release", "/usr/lib/os-release")
-	w.rec("read-dir", "/etc/sudoers.d")
+	w.words("read-dir", "/etc/sudoers.d")
 	w.words("send-files")
 	for _, f := range []string{"fact-kernel", "fact-hostname", "fact-macs", "fact-packages"} {
 		w.words(f)
