@@ -127,6 +127,7 @@ func TestPlanWriter(t *testing.T) {
 		{"last argument with blanks", func(w *planWriter) { w.rec("remove", "/srv/my data") }, "remove /srv/my data\n"},
 		{"no arguments", func(w *planWriter) { w.words("sync") }, "sync\n"},
 		{"comment", func(w *planWriter) { w.comment("hello") }, "# hello\n"},
+		{"empty last argument", func(w *planWriter) { w.rec("data", "subuid", "") }, "data subuid \n"},
 		{"newline", func(w *planWriter) { w.rec("remove", "/a\nend") }, ""},
 		{"NUL", func(w *planWriter) { w.rec("remove", "/a\x00") }, ""},
 		{"blank before the last", func(w *planWriter) { w.rec("stage", "a b", "keep", "/etc/x") }, ""},
@@ -228,5 +229,35 @@ func TestApplyScriptHomeWithBlank(t *testing.T) {
 	}
 	if g.exists("/home/my packer") || !slices.Contains(res.Removed, "/home/my packer") {
 		t.Errorf("the home was not removed; removed %v", res.Removed)
+	}
+}
+
+// TestLibraryDataRecords: data records, one of an empty file (an account
+// file can become empty), land in the temporary directory as they were.
+func TestLibraryDataRecords(t *testing.T) {
+	plan := "reset n0nce dry-run\n" +
+		"data empty \n" +
+		"data full aGkK\n" +
+		"expect-new " + sha256Hex(nil) + " empty\n" +
+		"expect-new " + sha256Hex([]byte("hi\n")) + " full\n" +
+		"check data ok decoded\n" +
+		"end\n"
+	for _, sh := range shells(t) {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "tmp", "apply.sh")
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(Script(plan)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g := &guest{t: t, root: dir}
+		out, code := g.runScript(sh, p)
+		if out != "CHECK data ok decoded\n" || code != 0 {
+			t.Errorf("%s: %q, exit %d", sh, out, code)
+		}
+		if _, err := os.Stat(filepath.Dir(p)); !os.IsNotExist(err) {
+			t.Errorf("%s: the temporary directory is still there", sh)
+		}
 	}
 }

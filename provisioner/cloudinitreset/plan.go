@@ -115,7 +115,7 @@ func (d *applyData) plan() (string, error) {
 	}
 	w.words("protect", vitalPaths...)
 	for _, f := range d.Inline {
-		w.words("data", f.Name, f.Base64)
+		w.rec("data", f.Name, f.Base64) // an empty file's base64 is empty
 	}
 
 	// Nothing is changed before every file is known to be as it was read.
