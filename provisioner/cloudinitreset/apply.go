@@ -3,7 +3,6 @@ package cloudinitreset
 import (
 	"bytes"
 	"crypto/sha256"
-	_ "embed"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"regexp"
 	"sort"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/accounts"
@@ -20,12 +18,7 @@ import (
 	"github.com/packer-cloudimg/packer-plugin-cloudimg/internal/imagemeta"
 )
 
-//go:embed apply.sh.tmpl
-var applyScriptTemplate string
-
-var applyTmpl = template.Must(template.New("apply.sh").Funcs(template.FuncMap{"q": shellQuote}).Parse(applyScriptTemplate))
-
-// ApplyOptions are the settings of the apply script besides the plan.
+// ApplyOptions are the settings of the reset besides the accounts plan.
 type ApplyOptions struct {
 	Nonce             string // marks the report's DONE line; letters and digits
 	DryRun            bool
@@ -56,12 +49,14 @@ type ApplyOptions struct {
 }
 
 // Bundle is what goes to the guest's temporary directory: the apply script,
-// which carries the new contents of the files it installs and writes them
+// which is the library (reset.sh) and the reset's plan, whose data records
+// carry the new contents of the files it installs; the library writes them
 // there itself (one upload: each upload is a session and a process in the
 // guest, which costs a fraction of a second under emulation).
 type Bundle struct {
-	Script   string
-	Files    map[string][]byte // name in the temporary directory -> contents (in Script)
+	Plan     string            // the reset's plan (see reset.sh, reset_record)
+	Script   string            // Script(Plan): what is uploaded and run
+	Files    map[string][]byte // name in the temporary directory -> contents (in Plan)
 	Changed  []string          // guest paths that change (rewritten or deleted)
 	Messages []string          // decisions made here, for the report
 }
@@ -86,14 +81,12 @@ type applyData struct {
 	Accounts      []fileChange
 	SudoersWrite  []fileChange
 	SudoersRemove []fileChange
-	VitalCase     string
 	ShutdownSecs  int
 	Inline        []inlineFile
 
 	// The hostname reset (see HostnamePlan); all empty without one.
 	Hostname        bool
-	HostNames       string       // the build's names, space-separated
-	HostNamesShown  string       // the same, comma-separated, for the report
+	HostNames       []string     // the build's names
 	HostnameSummary string       // how the files were dealt with, for the check's detail
 	EtcSavedDir     string       // cidata.SavedEtcDir
 	EtcMove         []string     // names in EtcSavedDir to move back into /etc
@@ -111,9 +104,7 @@ type applyData struct {
 
 	// The search for what still names the build: its host names under
 	// /etc, its NICs' MAC addresses there and in the network state.
-	Search   bool   // there is something to look for
-	MACs     string // the NICs' MAC addresses, space-separated
-	MACShown string // "MAC address <a>" or "MAC addresses <a>, <b>", for the report
+	Search bool // there is something to look for
 }
 
 // inlineFile is a file the apply script writes into its directory.
@@ -124,10 +115,15 @@ type inlineFile struct {
 
 var nonceRE = regexp.MustCompile(`^[A-Za-z0-9]{1,64}$`)
 
-// BuildApply generates the apply script for plan and, unless host is nil,
-// for the hostname reset. orig maps each guest path that was read to the
-// sha256 of the contents read (see Collected.SHA256); the script refuses to
-// change a file whose contents differ from that.
+// BuildApply generates the reset's plan for plan and, unless host is nil,
+// for the hostname reset, and the apply script that carries it out (see
+// Script). orig maps each guest path that was read to the sha256 of the
+// contents read (see Collected.SHA256); the script refuses to change a
+// file whose contents differ from that. It is a pure function: the errors
+// are options, plans or paths the plan cannot carry (a nonce that is not
+// 1 to 64 letters or digits, an unknown machine_id, a bad extra path, a
+// missing sha256, an unexpected file name or hostname action, a newline in
+// a path).
 func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string, opts ApplyOptions) (*Bundle, error) {
 	if !nonceRE.MatchString(opts.Nonce) {
 		return nil, errors.New("apply: the nonce must be 1 to 64 letters or digits")
@@ -149,7 +145,6 @@ func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string,
 		UID:          plan.UID,
 		RemovedGID:   -1,
 		KeptGroup:    plan.KeptGroupReason != "",
-		VitalCase:    strings.Join(vitalPaths, " | "),
 		ShutdownSecs: int(opts.ShutdownDelay / time.Second),
 	}
 	if d.UID < 0 {
@@ -238,24 +233,16 @@ func BuildApply(plan *accounts.Plan, host *HostnamePlan, orig map[string]string,
 			return nil, fmt.Errorf("apply: %q is not a MAC address", m)
 		}
 	}
-	d.MACs = strings.Join(opts.NICMACs, " ")
-	switch len(opts.NICMACs) {
-	case 0:
-	case 1:
-		d.MACShown = "MAC address " + opts.NICMACs[0]
-	default:
-		d.MACShown = "MAC addresses " + strings.Join(opts.NICMACs, ", ")
-	}
-	d.Search = d.HostNames != "" || d.MACs != ""
+	d.Search = len(d.HostNames) > 0 || len(opts.NICMACs) > 0
 
 	for _, name := range sortedKeys(b.Files) {
 		d.Inline = append(d.Inline, inlineFile{Name: name, Base64: base64.StdEncoding.EncodeToString(b.Files[name])})
 	}
-	var sb strings.Builder
-	if err := applyTmpl.Execute(&sb, d); err != nil {
+	p, err := d.plan()
+	if err != nil {
 		return nil, fmt.Errorf("apply: %v", err)
 	}
-	b.Script = sb.String()
+	b.Plan, b.Script = p, Script(p)
 	return b, nil
 }
 
@@ -268,8 +255,7 @@ func (d *applyData) addHostname(host *HostnamePlan, b *Bundle) error {
 		}
 	}
 	d.Hostname = true
-	d.HostNames = strings.Join(host.Names, " ")
-	d.HostNamesShown = strings.Join(host.Names, ", ")
+	d.HostNames = host.Names
 	d.HostnameSummary = host.Summary
 	if len(host.Skipped) > 0 {
 		d.HostnameSummary += "; not looked for: " + strings.Join(host.Skipped, "; ")

@@ -86,8 +86,9 @@ func golden(t *testing.T, name, got string) {
 	}
 }
 
-// TestApplyGolden pins the generated scripts: any change to them shows up
-// in review as a diff of testdata/golden.
+// TestApplyGolden pins the generated plans: any change to them shows up
+// in review as a diff of testdata/golden. (The library they run with,
+// reset.sh, is checked in as it is.)
 func TestApplyGolden(t *testing.T) {
 	files, sums := fixtureFiles(t)
 	plan, err := accounts.RemoveUser(files, "packer")
@@ -109,9 +110,9 @@ func TestApplyGolden(t *testing.T) {
 		opts  ApplyOptions
 		saved bool // the seed's copy of /etc/hostname and /etc/hosts is there
 	}{
-		{"apply-default.sh", base, true},
-		{"apply-dry-run.sh", dry, true},
-		{"apply-options.sh", all, false},
+		{"apply-default.plan", base, true},
+		{"apply-dry-run.plan", dry, true},
+		{"apply-options.plan", all, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			host := fixtureHostname(t, tc.saved)
@@ -121,7 +122,10 @@ func TestApplyGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.name, b.Script)
+			golden(t, tc.name, b.Plan)
+			if b.Script != Script(b.Plan) {
+				t.Error("the script is not the library with the plan")
+			}
 			for _, sh := range []string{"dash", "bash"} {
 				if p, err := exec.LookPath(sh); err == nil {
 					if out, err := exec.Command(p, "-n", "-c", b.Script).CombinedOutput(); err != nil {
@@ -150,7 +154,11 @@ func TestApplyGolden(t *testing.T) {
 			}
 		})
 	}
-	golden(t, "collect.sh", CollectScript("n0nce"))
+	collectPlan, err := CollectPlan("n0nce")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "collect.plan", collectPlan)
 }
 
 func TestApplySudoersRewrite(t *testing.T) {
@@ -169,12 +177,12 @@ func TestApplySudoersRewrite(t *testing.T) {
 		t.Errorf("new drop-in %q", got)
 	}
 	for _, want := range []string{
-		"stage '/etc/sudoers.d/90-cloud-init-users' 'sudoers.90-cloud-init-users' 0440",
-		"visudo -cqf \"$DIR\"/'sudoers.90-cloud-init-users'",
-		"install_file '/etc/sudoers.d/90-cloud-init-users'",
+		"\nstage sudoers.90-cloud-init-users 0440 /etc/sudoers.d/90-cloud-init-users\n",
+		"\nvisudo sudoers.90-cloud-init-users /etc/sudoers.d/90-cloud-init-users\n",
+		"\ninstall /etc/sudoers.d/90-cloud-init-users\n",
 	} {
-		if !strings.Contains(b.Script, want) {
-			t.Errorf("script lacks %q", want)
+		if !strings.Contains(b.Plan, want) {
+			t.Errorf("plan lacks %q", want)
 		}
 	}
 }

@@ -321,7 +321,11 @@ func (g *guest) collect(shell string) *Collected {
 	g.t.Helper()
 	dir := g.t.TempDir()
 	p := filepath.Join(dir, "collect.sh")
-	if err := os.WriteFile(p, []byte(CollectScript("n0nce")), 0o644); err != nil {
+	script, err := CollectScript("n0nce")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(script), 0o644); err != nil {
 		g.t.Fatal(err)
 	}
 	out, code := g.runScript(shell, p)

@@ -212,7 +212,11 @@ func (r *run) makeTempDir(ctx context.Context) (string, error) {
 // collect uploads and runs the collect script with execute_command.
 func (r *run) collect(ctx context.Context, dir, nonce string) (*Collected, error) {
 	script := path.Join(dir, "collect.sh")
-	if err := r.comm.Upload(script, strings.NewReader(CollectScript(nonce)), nil); err != nil {
+	text, err := CollectScript(nonce)
+	if err != nil {
+		return nil, fmt.Errorf("cloudimg-cloudinit-reset: %v", err)
+	}
+	if err := r.comm.Upload(script, strings.NewReader(text), nil); err != nil {
 		return nil, fmt.Errorf("cloudimg-cloudinit-reset: uploading the collect script: %w", err)
 	}
 	command, err := renderExecuteCommand(r.cfg.ExecuteCommand, &r.cfg.ctx, script, r.data)

@@ -692,7 +692,7 @@ func TestApplyScriptHostnameNothingToLookFor(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	if strings.Contains(b.Script, "find_traces &") {
+	if strings.Contains(b.Plan, "\nstart-traces-search") {
 		t.Error("the script searches for nothing")
 	}
 	out, code := g.runScript(sh, g.stage(b))
@@ -803,7 +803,7 @@ func TestApplyScriptNetworkOnly(t *testing.T) {
 	}
 	g.write("/etc/netplan/90-copied.yaml", cloudInitNetplan, 0o600, 0, 0)
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	if !strings.Contains(b.Script, "find_traces &") {
+	if !strings.Contains(b.Plan, "\nstart-traces-search") {
 		t.Error("the script does not search")
 	}
 	out, _ := g.runScript(sh, g.stage(b))
