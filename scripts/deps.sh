@@ -52,8 +52,10 @@ if [ "$profile" = test ]; then
 	# and the emulated arm64 VMs
 	need[qemu-aarch64-static]=qemu-user-static
 	need[qemu-system-aarch64]=qemu-system-arm
-	# make lint
+	# make lint; the reset's library runs under dash, bash and busybox sh
+	# in make unit
 	need[shellcheck]=shellcheck
+	need[busybox]=busybox
 	# the OCI registry tests: CNCF Distribution (started by the test with
 	# its own loopback config, never the shipped one), skopeo as an
 	# independent client, tar to read the containerDisk layer

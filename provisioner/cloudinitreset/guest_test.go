@@ -275,12 +275,16 @@ func (g *guest) snapshot(skip ...string) string {
 }
 
 // shells are the /bin/sh implementations available to run the scripts
-// with: dash is Debian's and Ubuntu's sh, bash is sh on RHEL-likes.
+// with: dash is Debian's and Ubuntu's sh, bash is sh on RHEL-likes,
+// busybox's on small images. With CLOUDIMG_REQUIRE_SHELLS=1 (make unit) a
+// missing one fails the test.
 func shells(t *testing.T) []string {
 	var out []string
 	for _, s := range []string{"dash", "bash", "busybox"} {
 		if p, err := exec.LookPath(s); err == nil {
 			out = append(out, p)
+		} else if os.Getenv("CLOUDIMG_REQUIRE_SHELLS") == "1" {
+			t.Fatalf("%s not found: run make deps (CLOUDIMG_REQUIRE_SHELLS=1)", s)
 		}
 	}
 	if len(out) == 0 {
