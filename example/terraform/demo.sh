@@ -53,7 +53,11 @@ virsh() { command virsh -c qemu:///system "$@"; }
 daemons=() lv="" applied=""
 cleanup() {
 	set +e
-	if [ -n "$applied" ]; then (cd "$work/module" && "$tofu" destroy -auto-approve -no-color >/dev/null); fi
+	if [ -n "$applied" ]; then
+		echo "destroying what was applied (log: $work/destroy.log)" >&2
+		(cd "$work/module" && "$tofu" destroy -auto-approve -no-color >"$work/destroy.log" 2>&1) ||
+			echo "tofu destroy failed (see $work/destroy.log): domains demo-0-*, their volumes and the pool cloudimg-demo may be left; virsh -c qemu:///system list --all, pool-list --all" >&2
+	fi
 	[ -z "$lv" ] || rm -rf "$lv"
 	[ ${#daemons[@]} -eq 0 ] || kill "${daemons[@]}" # only the daemons started here
 }
