@@ -13,7 +13,9 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 tofu=$root/tools/bin/tofu
 provider=$root/tools/bin/terraform-provider-libvirt_v0.8.3
 repo=$root/example/image-repository-local
-name=${DEMO_IMAGE_NAME:-ubuntu-2404-kubernetes-development}
+# What `make demo` builds: example/demo.sh's name=debian-12-node, development
+# stage (the post-processor's image_name <name>-<stage>).
+name=${DEMO_IMAGE_NAME:-debian-12-node-development}
 export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 
 say() { printf '\n==> %s\n' "$*"; }
@@ -29,7 +31,11 @@ for e in sorted(imgs, key=lambda e: (e["created"], e["path"]), reverse=True):
     print(e["checksums"]["sha256"])
 PY
 )
-[ ${#shas[@]} -gt 0 ] || { echo "no image named $name in $repo/index.json: run make demo first" >&2; exit 1; }
+if [ ${#shas[@]} -eq 0 ]; then
+	echo "no image named $name in $repo/index.json: run make demo first, or set DEMO_IMAGE_NAME to one of the index's names:" >&2
+	python3 -c 'import json, sys; print("\n".join(sorted({"  " + e["name"] for e in json.load(open(sys.argv[1]))["images"]})) or "  (none)")' "$repo/index.json" >&2
+	exit 1
+fi
 echo "${#shas[@]} image(s) named $name; newest sha256 ${shas[0]}"
 
 work=$root/.demo/terraform
@@ -47,7 +53,11 @@ virsh() { command virsh -c qemu:///system "$@"; }
 daemons=() lv="" applied=""
 cleanup() {
 	set +e
-	if [ -n "$applied" ]; then (cd "$work/module" && "$tofu" destroy -auto-approve -no-color >/dev/null); fi
+	if [ -n "$applied" ]; then
+		echo "destroying what was applied (log: $work/destroy.log)" >&2
+		(cd "$work/module" && "$tofu" destroy -auto-approve -no-color >"$work/destroy.log" 2>&1) ||
+			echo "tofu destroy failed (see $work/destroy.log): domains demo-0-*, their volumes and the pool cloudimg-demo may be left; virsh -c qemu:///system list --all, pool-list --all" >&2
+	fi
 	[ -z "$lv" ] || rm -rf "$lv"
 	[ ${#daemons[@]} -eq 0 ] || kill "${daemons[@]}" # only the daemons started here
 }
