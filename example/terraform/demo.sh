@@ -48,6 +48,9 @@ export TF_CLI_CONFIG_FILE=$work/cli.tfrc
 # One operation at a time: provider 0.8.3 can hang for good when it reads
 # two cloud-init disks at once (README.md, "Traps").
 export TF_CLI_ARGS_plan=-parallelism=1 TF_CLI_ARGS_apply=-parallelism=1 TF_CLI_ARGS_destroy=-parallelism=1
+# and no command may hang the demo: each gets 10 minutes (an apply takes
+# seconds; the nodes boot after it).
+tf() { timeout --kill-after=30 600 "$tofu" "$@"; }
 
 virsh() { command virsh -c qemu:///system "$@"; }
 daemons=() lv="" applied=""
@@ -55,7 +58,7 @@ cleanup() {
 	set +e
 	if [ -n "$applied" ]; then
 		echo "destroying what was applied (log: $work/destroy.log)" >&2
-		(cd "$work/module" && "$tofu" destroy -auto-approve -no-color >"$work/destroy.log" 2>&1) ||
+		(cd "$work/module" && tf destroy -auto-approve -no-color >"$work/destroy.log" 2>&1) ||
 			echo "tofu destroy failed (see $work/destroy.log): domains demo-0-*, their volumes and the pool cloudimg-demo may be left; virsh -c qemu:///system list --all, pool-list --all" >&2
 	fi
 	[ -z "$lv" ] || rm -rf "$lv"
@@ -138,7 +141,7 @@ deploy() {
 	port=${ports[$sha]}
 	say "tofu apply -var image_sha256=${1:-\"\" (the newest)}"
 	applied=1
-	if ! "$tofu" apply -auto-approve -no-color -var "image_sha256=$1" >"$work/apply.log" 2>&1; then
+	if ! tf apply -auto-approve -no-color -var "image_sha256=$1" >"$work/apply.log" 2>&1; then
 		tail -n 30 "$work/apply.log" >&2
 		exit 1
 	fi
@@ -166,7 +169,7 @@ else
 fi
 
 say "tofu destroy"
-"$tofu" destroy -auto-approve -no-color | tail -n 1
+tf destroy -auto-approve -no-color | tail -n 1
 applied=""
 cleanup
 trap - EXIT
