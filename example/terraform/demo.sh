@@ -112,12 +112,28 @@ cat >"$work/nic.xsl" <<EOF
 EOF
 cpu_mode=""
 [ $virt_type = kvm ] && cpu_mode=host-passthrough
+# The node's disk: 2 GiB more than the largest of the images it may run
+# (the provider refuses a disk smaller than its backing image; growpart
+# grows the root file system into the rest on the first boot).
+disk_gib=$(python3 - "$repo/index.json" "${shas[@]:0:2}" <<'PY'
+import json, subprocess, sys
+idx = json.load(open(sys.argv[1]))
+root = sys.argv[1].rsplit("/", 1)[0]
+largest = 0
+for e in idx["images"]:
+    if e["checksums"]["sha256"] in sys.argv[2:]:
+        info = subprocess.run(["qemu-img", "info", "-U", "--output=json", root + "/" + e["path"]],
+                              check=True, capture_output=True, text=True).stdout
+        largest = max(largest, json.loads(info)["virtual-size"])
+print(-(-largest // (1 << 30)) + 2)
+PY
+)
 python3 - "$work/module/terraform.tfvars.json" <<PY
 import json, sys
 json.dump({
     "repository": "$repo", "image_name": "$name", "node_count": 1, "name": "demo",
     "pool_name": "cloudimg-demo", "pool_path": "/var/lib/libvirt/images/cloudimg-demo",
-    "disk_size_gib": 8, "vcpu": 2, "domain_type": "$virt_type", "cpu_mode": "$cpu_mode",
+    "disk_size_gib": $disk_gib, "vcpu": 2, "domain_type": "$virt_type", "cpu_mode": "$cpu_mode",
     "network_name": "", "user": "demo",
     "ssh_authorized_key": open("$work/id_ed25519.pub").read().strip(),
     "domain_xslt": open("$work/nic.xsl").read(),
