@@ -10,6 +10,8 @@
 # removes the VM again.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=example/libvirtd.sh
+source "$root/example/libvirtd.sh"
 packer=$root/tools/bin/packer
 export CHECKPOINT_DISABLE=1
 # Plain text when the output goes to a file or a pipe (no ANSI colour codes).
@@ -89,26 +91,7 @@ cleanup() {
 trap cleanup EXIT
 virt_type=qemu
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then virt_type=kvm; fi
-if ! virsh version >/dev/null 2>&1; then
-	echo "(no libvirtd answers: starting virtlogd and libvirtd for the demo, logs in /var/log/libvirt)"
-	mkdir -p /var/log/libvirt /var/run/libvirt
-	virtlogd >>/var/log/libvirt/virtlogd.log 2>&1 &
-	daemons+=($!)
-	if [ -e /dev/kvm ] && [ $virt_type = qemu ]; then
-		# A /dev/kvm without hardware virtualisation makes libvirt 9.0 re-probe QEMU on
-		# every call (minutes per virt-install): its own mount namespace hides the device.
-		lv=$(mktemp -d) && touch "$lv/no-kvm" && chmod 0 "$lv/no-kvm"
-		{ cat /etc/libvirt/qemu.conf; echo 'namespaces = [ ]'; } >"$lv/qemu.conf"
-		unshare --mount --propagation private sh -c 'mount --bind "$1" /dev/kvm &&
-			mount --bind "$2" /etc/libvirt/qemu.conf && exec libvirtd' sh "$lv/no-kvm" "$lv/qemu.conf" \
-			>>/var/log/libvirt/libvirtd.log 2>&1 &
-	else
-		libvirtd >>/var/log/libvirt/libvirtd.log 2>&1 &
-	fi
-	daemons+=($!)
-	for _ in $(seq 60); do virsh version >/dev/null 2>&1 && break; sleep 1; done
-	virsh version >/dev/null # stops the demo if libvirtd did not come up
-fi
+ensure_libvirtd "$virt_type"
 # libvirt-qemu must read the disk: a copy under /var/lib/libvirt/images.
 vmdir=$(mktemp -d /var/lib/libvirt/images/cloudimg-demo.XXXXXX) && chmod 711 "$vmdir"
 cp "$built" "$vmdir/disk.qcow2"

@@ -10,6 +10,8 @@
 # domain_xslt), no libvirt network. Needs root (qemu:///system).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=example/libvirtd.sh
+source "$root/example/libvirtd.sh"
 tofu=$root/tools/bin/tofu
 provider=$root/tools/bin/terraform-provider-libvirt_v0.8.3
 repo=$root/example/image-repository-local
@@ -67,25 +69,7 @@ cleanup() {
 trap cleanup EXIT
 virt_type=qemu
 if grep -qwE 'vmx|svm' /proc/cpuinfo && [ -w /dev/kvm ]; then virt_type=kvm; fi
-if ! virsh version >/dev/null 2>&1; then
-	echo "(no libvirtd answers: starting virtlogd and libvirtd for the demo, logs in /var/log/libvirt)"
-	mkdir -p /var/log/libvirt /var/run/libvirt
-	virtlogd >>/var/log/libvirt/virtlogd.log 2>&1 &
-	daemons+=($!)
-	if [ -e /dev/kvm ] && [ $virt_type = qemu ]; then
-		# As in example/demo.sh: hide a /dev/kvm without hardware virtualisation.
-		lv=$(mktemp -d) && touch "$lv/no-kvm" && chmod 0 "$lv/no-kvm"
-		{ cat /etc/libvirt/qemu.conf; echo 'namespaces = [ ]'; } >"$lv/qemu.conf"
-		unshare --mount --propagation private sh -c 'mount --bind "$1" /dev/kvm &&
-			mount --bind "$2" /etc/libvirt/qemu.conf && exec libvirtd' sh "$lv/no-kvm" "$lv/qemu.conf" \
-			>>/var/log/libvirt/libvirtd.log 2>&1 &
-	else
-		libvirtd >>/var/log/libvirt/libvirtd.log 2>&1 &
-	fi
-	daemons+=($!)
-	for _ in $(seq 60); do virsh version >/dev/null 2>&1 && break; sleep 1; done
-	virsh version >/dev/null
-fi
+ensure_libvirtd "$virt_type"
 
 ssh-keygen -q -t ed25519 -N '' -C cloudimg-demo -f "$work/id_ed25519"
 # The node of each image gets its own forward (the roll starts the new domain
