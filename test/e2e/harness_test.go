@@ -21,10 +21,9 @@
 //	CLOUDIMG_E2E_CELL     run every scenario on this cell (debian-12 or
 //	                      debian-13) instead of the one it names (scenarios
 //	                      of another architecture keep their own cell)
-//	CLOUDIMG_E2E_TERRAFORM=tofu|both  run TestScenarioBasic/terraform's loop
-//	                      (not in make test: it hung once, issue #24) with
-//	                      OpenTofu, or with OpenTofu and the terraform on the
-//	                      PATH (make e2e-terraform sets tofu)
+//	CLOUDIMG_E2E_TERRAFORM=0|both  leave TestScenarioBasic/terraform's loop
+//	                      out, or run it with the terraform on the PATH as
+//	                      well as with OpenTofu (the default: OpenTofu only)
 //	CLOUDIMG_E2E_ARM64=0  leave TestScenarioARM64 out (its cold test image
 //	                      takes 18-25 min to build on an x86 host)
 //	CLOUDIMG_E2E_PACKER   the Packer binary to drive (default tools/bin/packer,
@@ -92,7 +91,15 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "e2e: setup failed: %v\n", err)
 		os.Exit(1)
 	}
+	tee, err := teeStdout()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: setup failed: %v\n", err)
+		os.Exit(1)
+	}
 	code := m.Run()
+	if recap := failureRecap(tee.stop()); recap != "" {
+		fmt.Printf("e2e: the failed tests' last messages (their whole output is above):\n%s", recap)
+	}
 	if n := killAllVMs(); n > 0 {
 		fmt.Fprintf(os.Stderr, "e2e: killed %d QEMU process(es) that outlived their test\n", n)
 		if code == 0 {

@@ -351,9 +351,24 @@ func (r *tfRun) mustRun(args ...string) string {
 	r.t.Helper()
 	out, err := r.run(args...)
 	if err != nil {
-		r.t.Fatalf("%s %s: %v\n%s", filepath.Base(r.bin), strings.Join(args, " "), err, tailLines(out, 40))
+		r.t.Fatalf("%s %s: %v%s\n%s", filepath.Base(r.bin), strings.Join(args, " "), err, tfErrors(out), tailLines(out, 40))
 	}
 	return out
+}
+
+// tfErrors is the "Error: …" lines of a runner's output (-no-color), for
+// the first line of a failure: " (Error: a; Error: b)", or "".
+func tfErrors(out string) string {
+	var errs []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "Error: ") {
+			errs = append(errs, l)
+		}
+	}
+	if len(errs) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(errs, "; ") + ")"
 }
 
 // nodeName is the module's domain name for node i of an image (main.tf's
