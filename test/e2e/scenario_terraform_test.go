@@ -390,14 +390,9 @@ func (r *tfRun) prepare(images ...*tfImage) {
 			if _, ok := r.ports[name]; ok {
 				continue
 			}
-			port, err := freePort()
+			port, err := freePort() // never one it gave before
 			if err != nil {
 				r.t.Fatal(err)
-			}
-			for slices.Contains(r.portList(), port) {
-				if port, err = freePort(); err != nil {
-					r.t.Fatal(err)
-				}
 			}
 			b := make([]byte, 3)
 			_, _ = rand.Read(b)
@@ -407,14 +402,6 @@ func (r *tfRun) prepare(images ...*tfImage) {
 			writeFile(r.t, r.serialLog(name), nil, 0o644)
 		}
 	}
-}
-
-func (r *tfRun) portList() []int {
-	var ps []int
-	for _, p := range r.ports {
-		ps = append(ps, p)
-	}
-	return ps
 }
 
 func (r *tfRun) serialLog(name string) string { return filepath.Join(r.logDir, name+".serial.log") }

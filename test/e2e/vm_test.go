@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -803,13 +804,55 @@ func (v *vm) start(opts vmOptions, seed string) {
 	t.Fatalf("QEMU could not bind a port for the SSH forward after 5 attempts:\n%s", lastLog)
 }
 
+// handedPorts are the ports freePort gave out in this run.
+var handedPorts struct {
+	sync.Mutex
+	m map[int]bool
+}
+
+// freePort returns a TCP port on 127.0.0.1 that nothing listens on, for a
+// listener a test starts later (QEMU's hostfwd, a registry). It picks from
+// below the kernel's ephemeral range (net.ipv4.ip_local_port_range), which
+// the kernel never gives the client side of a connection: a port picked
+// from that range (":0") may become the source port of one of the many
+// connections a run makes (SSH polls, HTTP) before the listener binds it,
+// and the bind then fails (EADDRINUSE). No port is handed out twice in a
+// run. Below 10000 ports or on a read error it falls back to ":0".
 func freePort() (int, error) {
+	handedPorts.Lock()
+	defer handedPorts.Unlock()
+	if handedPorts.m == nil {
+		handedPorts.m = map[int]bool{}
+	}
+	lo, hi := 10000, 0
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if start, err := strconv.Atoi(f[0]); err == nil {
+				hi = start - 1
+			}
+		}
+	}
+	for try := 0; hi-lo >= 1000 && try < 100; try++ {
+		port := lo + mathrand.IntN(hi-lo+1)
+		if handedPorts.m[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		handedPorts.m[port] = true
+		return port, nil
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	handedPorts.m[port] = true
+	return port, nil
 }
 
 func shellQuote(args []string) string {
