@@ -16,6 +16,8 @@
 #                         shows vmx/svm (a /dev/kvm without them never boots a guest)
 #   SMOKE_TIMEOUT=SECS    deadline for the SSH banner and for cloud-init (default 900)
 #   SMOKE_KEEP=1          keep the work dir (serial log, overlay, key) afterwards
+#   SMOKE_ANALYZE=1       also print where the boot's time went: systemd-analyze
+#                         critical-chain and blame, cloud-init analyze blame
 set -euo pipefail
 # The whole script is one { ... } group, so bash parses it completely before
 # running it: editing the file while it runs cannot derail a run.
@@ -191,6 +193,11 @@ echo "INFO kernel: $(uname -r); cmdline: $(cat /proc/cmdline)"
 echo "INFO $(systemd-analyze time 2>/dev/null | head -n1)"
 EOF
 ) || true
+if [[ ${SMOKE_ANALYZE:-0} == 1 ]]; then
+  GUEST_OUT+=$'\n'$("${SSH[@]}" 'echo "== systemd-analyze critical-chain"; systemd-analyze critical-chain --no-pager 2>&1 | head -n 30
+echo "== systemd-analyze blame"; systemd-analyze blame --no-pager 2>&1 | head -n 25
+echo "== cloud-init analyze blame"; sudo -n cloud-init analyze blame 2>&1 | head -n 25' 2>&1) || true
+fi
 printf '%s\n' "$GUEST_OUT" | sed 's/^/    /' >&2
 grep -q '^CHECK' <<<"$GUEST_OUT" || fail "guest checks did not run"
 if grep -q '^CHECK .* FAIL$' <<<"$GUEST_OUT"; then
