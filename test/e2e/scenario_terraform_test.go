@@ -321,8 +321,13 @@ const tfCommandTimeout = 10 * time.Minute
 
 // tfStall is how long a command may go without a line in its TF_LOG file
 // (DEBUG: the runner and the provider log every step; the longest silence
-// here, the image's upload, is seconds) before it counts as stalled.
-const tfStall = 2 * time.Minute
+// here, the image's upload, is seconds) before it counts as stalled;
+// tfStallTick is how often the file's size is looked at. Variables only
+// for TestTFStall.
+var (
+	tfStall     = 2 * time.Minute
+	tfStallTick = 5 * time.Second
+)
 
 // errTFRefreshStall is a command that stalled while refreshing, before it
 // changed anything: provider 0.8.3 can stop answering while it reads a
@@ -381,7 +386,7 @@ func (r *tfRun) runOnce(args ...string) (string, error) {
 	go func() {
 		var size int64 = -1
 		last := time.Now()
-		tick := time.NewTicker(5 * time.Second)
+		tick := time.NewTicker(tfStallTick)
 		defer tick.Stop()
 		for {
 			select {
@@ -397,12 +402,14 @@ func (r *tfRun) runOnce(args ...string) (string, error) {
 				continue
 			}
 			close(stalled)
-			for _, pid := range groupPIDs(cmd.Process.Pid, "terraform-provi") {
-				_ = syscall.Kill(pid, syscall.SIGQUIT)
-			}
-			select { // the dump reaches TF_LOG through the runner
-			case <-done:
-			case <-time.After(5 * time.Second):
+			if pids := groupPIDs(cmd.Process.Pid, "terraform-provi"); len(pids) > 0 {
+				for _, pid := range pids {
+					_ = syscall.Kill(pid, syscall.SIGQUIT)
+				}
+				select { // the dump reaches TF_LOG through the runner
+				case <-done:
+				case <-time.After(5 * time.Second):
+				}
 			}
 			cancel()
 			return
@@ -414,7 +421,7 @@ func (r *tfRun) runOnce(args ...string) (string, error) {
 	writeFile(r.t, base+".log", []byte(out), 0o644)
 	select {
 	case <-stalled:
-		what := fmt.Sprintf("no line in %s for %s, killed; its last line before the provider's goroutines:\n%s", tfLog, tfStall, lastLineBefore(tfLog, "goroutine "))
+		what := fmt.Sprintf("no line in %s for %s, killed; its last line (before the provider's goroutines, if any):\n%s", tfLog, tfStall, lastLineBefore(tfLog, "goroutine "))
 		if refreshOnly(out) {
 			return out, fmt.Errorf("%w: %s", errTFRefreshStall, what)
 		}
@@ -947,5 +954,59 @@ func (r *tfRun) cleanup() {
 			}
 		}
 		os.RemoveAll(r.logDir)
+	}
+}
+
+// TestTFStall checks the runner's stall handling with a stand-in runner (a
+// shell script) that logs one TF_LOG line, prints the output of a refresh
+// or of a create, and then stalls or completes, by invocation.
+func TestTFStall(t *testing.T) {
+	defer func(s, tick time.Duration) { tfStall, tfStallTick = s, tick }(tfStall, tfStallTick)
+	tfStall, tfStallTick = 2*time.Second, 100*time.Millisecond
+	dir := testDir(t)
+	runner := filepath.Join(dir, "tofu")
+	writeFile(t, runner, []byte(`#!/bin/sh
+n=$(cat "$STALL_COUNT" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" >"$STALL_COUNT"
+echo "[DEBUG] invocation $n" >>"$TF_LOG_PATH"
+echo "libvirt_pool.images: Refreshing state... [id=p]"
+case "$STALL_MODE:$n" in
+refresh:1 | twice:*) exec sleep 600 ;;
+create:1) echo "libvirt_volume.image: Creating..."; exec sleep 600 ;;
+esac
+echo "Apply complete! Resources: 0 added, 0 changed, 0 destroyed."
+`), 0o755)
+	for _, c := range []struct {
+		mode        string
+		ok          bool
+		invocations string
+		refreshOnly bool
+	}{
+		{"refresh", true, "2", false}, // stalled while refreshing: run again, passes
+		{"create", false, "1", false}, // stalled after a change began: fails, not run again
+		{"twice", false, "2", true},   // stalled twice: fails
+		{"none", true, "1", false},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			sub := testDir(t)
+			mod := filepath.Join(sub, "module")
+			if err := os.MkdirAll(mod, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			count := filepath.Join(sub, "count")
+			r := &tfRun{t: t, bin: runner, dir: mod, env: append(os.Environ(), "STALL_MODE="+c.mode, "STALL_COUNT="+count)}
+			out, err := r.run("apply", "-auto-approve")
+			if got := strings.TrimSpace(string(mustReadFile(t, count))); got != c.invocations {
+				t.Errorf("the runner ran %s times, want %s", got, c.invocations)
+			}
+			if (err == nil) != c.ok {
+				t.Fatalf("err = %v, want ok %v; output:\n%s", err, c.ok, out)
+			}
+			if err != nil && errors.Is(err, errTFRefreshStall) != c.refreshOnly {
+				t.Errorf("err = %v: is errTFRefreshStall %v, want %v", err, !c.refreshOnly, c.refreshOnly)
+			}
+			if c.ok && !strings.Contains(out, "Apply complete!") {
+				t.Errorf("output of the run that passed:\n%s", out)
+			}
+		})
 	}
 }
