@@ -354,7 +354,7 @@ func (r *tfRun) run(args ...string) (string, error) {
 	cmd.Dir = r.dir
 	cmd.Env = append(slices.Clone(r.env), "TF_LOG=DEBUG", "TF_LOG_PATH="+tfLog)
 	// Its own process group, so that a hung provider dies with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM} // stops as after a Ctrl-C if the test binary dies
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
 	var buf bytes.Buffer // one writer for both: exec calls it from one goroutine
