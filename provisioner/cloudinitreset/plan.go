@@ -123,23 +123,15 @@ func (d *applyData) plan() (string, error) {
 	if !d.DryRun {
 		w.words("lock", lockedFiles...)
 	}
-	for _, f := range d.Accounts {
-		w.rec("expect", f.OldSHA, f.Path)
-		w.words("expect-new", f.NewSHA, f.Upload)
-	}
-	for _, f := range d.SudoersWrite {
-		w.rec("expect", f.OldSHA, f.Path)
-		w.words("expect-new", f.NewSHA, f.Upload)
-	}
-	for _, f := range d.SudoersRemove {
-		w.rec("expect", f.OldSHA, f.Path)
-	}
-	for _, f := range d.EtcExpect {
-		w.rec("expect", f.OldSHA, f.Path)
-	}
-	for _, f := range d.EtcWrite {
-		w.rec("expect", f.OldSHA, f.Path)
-		w.words("expect-new", f.NewSHA, f.Upload)
+	// Each file must still be as read; a rewritten one (NewSHA set) also
+	// names the upload that will replace it.
+	for _, fs := range [][]fileChange{d.Accounts, d.SudoersWrite, d.SudoersRemove, d.EtcExpect, d.EtcWrite} {
+		for _, f := range fs {
+			w.rec("expect", f.OldSHA, f.Path)
+			if f.NewSHA != "" {
+				w.words("expect-new", f.NewSHA, f.Upload)
+			}
+		}
 	}
 	for _, f := range d.SudoersWrite {
 		w.rec("visudo", f.Upload, f.Path)
