@@ -356,3 +356,16 @@ func (g *guest) stage(b *Bundle) string {
 	g.chown(dir, 1000, 1000)
 	return g.path(dir + "/apply.sh")
 }
+
+// mustApply runs the staged bundle b with shell sh and fails the test unless
+// the script exits 0 and reports every check passed; it returns the output
+// and its parsed report.
+func (g *guest) mustApply(t *testing.T, sh string, b *Bundle) (string, *ApplyResult) {
+	t.Helper()
+	out, code := g.runScript(sh, g.stage(b))
+	res := ParseApply([]byte(out), "n0nce")
+	if code != 0 || !res.OK {
+		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
+	}
+	return out, res
+}

@@ -222,11 +222,7 @@ func TestApplyScriptHomeWithBlank(t *testing.T) {
 	if !strings.Contains(b.Plan, "\nhome /home/my packer\n") {
 		t.Fatalf("plan:\n%s", b.Plan)
 	}
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
-	}
+	_, res := g.mustApply(t, sh, b)
 	if g.exists("/home/my packer") || !slices.Contains(res.Removed, "/home/my packer") {
 		t.Errorf("the home was not removed; removed %v", res.Removed)
 	}

@@ -200,12 +200,7 @@ func TestApplyScriptOptions(t *testing.T) {
 		Identity:          []byte(`{"build_id": "b1", "source_name": "basic"}` + "\n"),
 	}
 	_, _, b := planFor(t, g, sh, "packer", opts)
-	out, code := g.runScript(sh, g.stage(b))
-	t.Logf("output:\n%s", out)
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d, failed %v", code, res.Failed())
-	}
+	_, res := g.mustApply(t, sh, b)
 	if got := g.read("/etc/machine-id"); got != "uninitialized\n" {
 		t.Errorf("/etc/machine-id = %q", got)
 	}
@@ -443,11 +438,7 @@ func TestApplyScriptAbsentUser(t *testing.T) {
 		t.Fatalf("plan %+v changes %v", plan, b.Changed)
 	}
 	passwd := g.read("/etc/passwd")
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
+	g.mustApply(t, sh, b)
 	if g.read("/etc/passwd") != passwd || !g.exists("/home/packer") {
 		t.Error("an absent user's reset touched the accounts")
 	}
@@ -466,11 +457,7 @@ func TestApplyScriptKeepsForeignHome(t *testing.T) {
 	g := newGuest(t)
 	g.chown("/home/packer", 1001, 1001)
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
+	_, res := g.mustApply(t, sh, b)
 	if !g.exists("/home/packer") {
 		t.Error("a home owned by another user was removed")
 	}
@@ -486,11 +473,7 @@ func TestApplyScriptRewritesSudoers(t *testing.T) {
 	g := newGuest(t)
 	g.write("/etc/sudoers.d/90-cloud-init-users", "# Created by cloud-init v. 22.4.2\n\n# User rules for packer\npacker ALL=(ALL) NOPASSWD:ALL\n\n# User rules for admin\nadmin ALL=(ALL) ALL\n", 0o644, 0, 0)
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
+	_, res := g.mustApply(t, sh, b)
 	if got := g.read("/etc/sudoers.d/90-cloud-init-users"); got != "# Created by cloud-init v. 22.4.2\n\n# User rules for admin\nadmin ALL=(ALL) ALL\n" {
 		t.Errorf("drop-in %q", got)
 	}
@@ -510,11 +493,7 @@ func TestApplyScriptKeptGroup(t *testing.T) {
 	if plan.KeptGroupReason == "" {
 		t.Fatal("the group was not kept")
 	}
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d\n%s", code, out)
-	}
+	out, _ := g.mustApply(t, sh, b)
 	if !strings.Contains(g.read("/etc/group"), "\npacker:x:1000:deploy\n") {
 		t.Error("the kept group is gone")
 	}
@@ -545,12 +524,7 @@ func TestApplyScriptHostnameRestored(t *testing.T) {
 			g.write(savedDir+"/hosts", sourceHosts, 0o604, 0, 4)
 			g.write(savedDir+"/hostname", "localhost\n", 0o640, 0, 4)
 			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-			out, code := g.runScript(sh, g.stage(b))
-			t.Logf("output:\n%s", out)
-			res := ParseApply([]byte(out), "n0nce")
-			if code != 0 || !res.OK {
-				t.Fatalf("exit %d, failed %v", code, res.Failed())
-			}
+			_, res := g.mustApply(t, sh, b)
 			if got := g.read("/etc/hosts"); got != sourceHosts {
 				t.Errorf("/etc/hosts:\n%s\nwant the source image's:\n%s", got, sourceHosts)
 			}
@@ -585,11 +559,7 @@ func TestApplyScriptHostnameAbsent(t *testing.T) {
 	}
 	g.write(savedDir+"/hostname.absent", "", 0o644, 0, 0)
 	_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
-	}
+	_, res := g.mustApply(t, sh, b)
 	if g.exists("/etc/hostname") || !slices.Contains(res.Removed, "/etc/hostname") {
 		t.Errorf("/etc/hostname was not removed; removed %v", res.Removed)
 	}
@@ -612,12 +582,7 @@ func TestApplyScriptHostnameFallback(t *testing.T) {
 			g.write("/etc/hosts", buildHosts+"10.0.0.1 db Packer-Web # the build's alias\n", 0o644, 0, 0)
 			g.write("/etc/hostname", "packer-web\n", 0o604, 0, 4)
 			_, _, b := planFor(t, g, sh, "packer", defaultOptions())
-			out, code := g.runScript(sh, g.stage(b))
-			t.Logf("output:\n%s", out)
-			res := ParseApply([]byte(out), "n0nce")
-			if code != 0 || !res.OK {
-				t.Fatalf("exit %d, failed %v", code, res.Failed())
-			}
+			_, res := g.mustApply(t, sh, b)
 			if got := g.read("/etc/hostname"); got != "" {
 				t.Errorf("/etc/hostname %q, want empty", got)
 			}
@@ -695,11 +660,7 @@ func TestApplyScriptHostnameNothingToLookFor(t *testing.T) {
 	if strings.Contains(b.Plan, "\nstart-traces-search") {
 		t.Error("the script searches for nothing")
 	}
-	out, code := g.runScript(sh, g.stage(b))
-	res := ParseApply([]byte(out), "n0nce")
-	if code != 0 || !res.OK {
-		t.Fatalf("exit %d, failed %v\n%s", code, res.Failed(), out)
-	}
+	_, res := g.mustApply(t, sh, b)
 	if g.read("/etc/hostname") != "localhost\n" || g.read("/etc/hosts") != sourceHosts {
 		t.Error("the files changed")
 	}
