@@ -46,6 +46,9 @@ declare -A need=(
 	# xml { xslt } runs xsltproc, its libvirt_cloudinit_disk runs mkisofs
 	[xsltproc]=xsltproc
 	[mkisofs]=genisoimage
+	# make tools: the provider's build applies its go-libvirt fix
+	# (tools/libvirt-provider/build.sh)
+	[patch]=patch
 )
 if [ "$profile" = test ]; then
 	# arm64: the test image's build (foreign binaries through binfmt_misc)
